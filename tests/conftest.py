@@ -1,0 +1,45 @@
+"""Shared test set-up: every test runs with its own MLflow store and Prefect home.
+
+Fixtures:
+- `isolated_env` (autouse): MLFLOW_TRACKING_URI -> a SQLite file in the test's tmp dir,
+  PREFECT_HOME -> a tmp dir, DATA_MIRROR unset, quiet TensorFlow logs.
+- `make_cfg(root=None, **overrides)`: a validated `Config` from the repo's params.yaml with
+  dotted overrides (`make_cfg(**{"vocab.min_count": 1})`), rooted at `root` (default tmp).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tasks.config import Config, parse
+
+REPO = Path(__file__).resolve().parents[1]
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect-home"))
+    for var in ("DATA_MIRROR", "MLFLOW_PARENT_RUN_ID", "PIPELINE_RUN_ID", "PREFECT_FLOW_RUN_ID"):
+        monkeypatch.delenv(var, raising=False)
+    return tmp_path
+
+
+@pytest.fixture
+def repo_params() -> dict:
+    """The repo's params.yaml as a plain mapping (a fresh copy per test)."""
+    return yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+@pytest.fixture
+def make_cfg(tmp_path: Path, repo_params: dict):
+    def factory(root: Path | None = None, **overrides) -> Config:
+        return parse(repo_params, root or tmp_path, overrides)
+
+    return factory
