@@ -69,18 +69,19 @@ class Data:
     custom: Mapping[str, CustomDataset]
 
     def __post_init__(self) -> None:
-        from tasks.datasets import REGISTRY
+        from tasks.datasets import registry
 
+        known = registry()  # built-in + the DATASET_REGISTRY file, if set
         if not self.corpus:
             raise ParamsError("corpus: must name at least one dataset")
-        clash = sorted(set(self.custom) & set(REGISTRY))
+        clash = sorted(set(self.custom) & set(known))
         if clash:
             raise ParamsError(f"custom.{clash[0]}: name taken by the dataset registry")
         for i, name in enumerate(self.corpus):
-            if name not in REGISTRY and name not in self.custom:
+            if name not in known and name not in self.custom:
                 raise ParamsError(f"corpus[{i}]: unknown dataset {name!r} "
-                                  f"(known: {', '.join(sorted(REGISTRY))}, or data.custom)")
-        labelled = {n for n, s in REGISTRY.items() if s.labelled} | set(self.custom)
+                                  f"(known: {', '.join(sorted(known))}, or data.custom)")
+        labelled = {n for n, s in known.items() if s.labelled} | set(self.custom)
         if self.labelled not in labelled:
             raise ParamsError(f"labelled: {self.labelled!r} is not a labelled dataset "
                               f"(known: {', '.join(sorted(labelled))})")
@@ -116,6 +117,11 @@ class Vocab:
     max_size: int = bounded(ge=0)
     sample: float = bounded(ge=0, le=1)
     noise_power: float = bounded(ge=0, le=1)
+
+    def __post_init__(self) -> None:
+        # max_size counts every row of vocab.tsv, the two reserved ones included.
+        if 0 < self.max_size < 3:
+            raise ParamsError("max_size: must be 0 (no limit) or >= 3 (<pad>, <unk>, a word)")
 
 
 @dataclass(frozen=True)
@@ -168,6 +174,30 @@ class Cnn:
 
 
 @dataclass(frozen=True)
+class Distributed:
+    """Distributed word2vec training (tasks/distributed, flows/distributed.py)."""
+
+    strategy: Literal["sync", "async"]
+    backend: Literal["local", "kubernetes"]
+    workers: int = bounded(ge=1, le=256)
+    ps: int = bounded(ge=0, le=64)
+    steps_per_execution: int = bounded(ge=1, le=10000)
+    max_restarts: int = bounded(ge=0, le=100)
+    timeout: float = bounded(gt=0)
+    shared_path: str
+    image: str
+    namespace: str
+    volume_claim: str
+    mount_path: str
+    cpu: str
+    memory: str
+
+    def __post_init__(self) -> None:
+        if self.strategy == "async" and self.ps < 1:
+            raise ParamsError("ps: strategy async needs at least one parameter server")
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole params.yaml. `root` is the folder holding it: relative paths start there."""
 
@@ -181,6 +211,7 @@ class Config:
     word2vec: Word2Vec
     export: Export
     cnn: Cnn
+    distributed: Distributed
     root: Path = Path(".")
 
     def path(self, name: str) -> Path:
