@@ -7,6 +7,7 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 STAMP := $(VENV)/.synced
 # Stage commands (`python -m tasks.X` in dvc.yaml) must find the project's interpreter.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export DVC_NO_ANALYTICS := 1
 export PIPELINE_RUN_ID ?= make-$(shell date -u +%Y%m%dT%H%M%SZ)
 
 .PHONY: setup run test lint bench compare clean-venv
