@@ -37,3 +37,6 @@ bench: setup
 
 clean-venv:
 	rm -rf $(VENV) .tools
+
+compare: setup
+	python -m tasks.compare --train

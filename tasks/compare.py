@@ -1,11 +1,13 @@
-"""Stage `compare`: the four Kim-CNN embedding variants side by side (Kim 2014, Table 2).
+"""The four Kim-CNN embedding variants side by side (Kim 2014, Table 2).
 
-    dvc repro compare/dvc.yaml   # trains compare/dvc.yaml:cnn@<variant> x 4, then this stage
-    python -m tasks.compare      # this collector alone, over outputs that already exist
+    make compare                     # = python -m tasks.compare --train: all four, then the table
+    python -m tasks.compare          # the collector alone, over outputs that already exist
 
-Inputs, from compare/dvc.yaml's matrix stage `cnn` (`python -m tasks.cnn` with
-`paths.cnn=<paths.cnn>-<variant>` and `paths.metrics=<paths.metrics>/compare/<variant>`):
-<paths.metrics>/compare/<variant>/cnn.json and <paths.cnn>-<variant>/model.json.
+`--train` runs `python -m tasks.cnn` once per variant with `cnn.embedding_init=<variant>`,
+`paths.cnn=<paths.cnn>-<variant>` and `paths.metrics=<paths.metrics>/compare/<variant>`, after
+the main pipeline (`dvc repro`) has produced the splits, vocabulary and embeddings. The same
+comparison as DVC experiments + MLflow: `python -m flows.sweep` (docs/orchestration.md).
+Inputs: <paths.metrics>/compare/<variant>/cnn.json and <paths.cnn>-<variant>/model.json.
 Outputs: <paths.metrics>/compare.md (markdown table), compare.png (test accuracy bars; error
 bars = std over folds under the kfold protocol) and compare.json (stage_main's metrics).
 MLflow: this run and the four variant runs share the tag `comparison` (a hash of the data and
@@ -15,21 +17,24 @@ No params section of its own: the variants are cnn.embedding_init's four values.
 
 from __future__ import annotations
 
+import argparse
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 from tasks import tracking
 from tasks.atomic import PipelineError, atomic_file
-from tasks.config import Config
+from tasks.config import PARAMS_FILE, Config, ParamsError, load_params
 from tasks.models.kim_cnn import VARIANTS
-from tasks.stage import stage_main
+from tasks.stage import parse_overrides, stage_main
 
 KIM_MR = {"rand": 76.1, "static": 81.0, "non-static": 81.5, "multichannel": 81.1}  # Table 2
 
 
 def variant_paths(cfg: Config, variant: str) -> tuple[Path, Path]:
-    """(<paths.cnn>-<variant>, <paths.metrics>/compare/<variant>), as in compare/dvc.yaml."""
+    """(<paths.cnn>-<variant>, <paths.metrics>/compare/<variant>), where `--train` writes."""
     cnn = cfg.path("cnn")
     return cnn.with_name(f"{cnn.name}-{variant}"), cfg.path("metrics") / "compare" / variant
 
@@ -43,7 +48,7 @@ def collect(cfg: Config) -> list[dict[str, Any]]:
         missing = [str(f) for f in files if not f.exists()]
         if missing:
             raise PipelineError(f"variant {variant}: {missing[0]} not found "
-                                "(run `dvc repro compare/dvc.yaml`)")
+                                "(run `make compare`)")
         metrics, spec = (json.loads(f.read_text()) for f in files)
         rows.append({**metrics, "variant": variant, "comparison": spec.get("comparison"),
                      "mlflow_run_id": spec.get("mlflow_run_id", ""),
@@ -51,7 +56,7 @@ def collect(cfg: Config) -> list[dict[str, Any]]:
     ids = sorted({str(r["comparison"]) for r in rows})
     if len(ids) > 1:
         raise PipelineError(f"the variants were trained on different data or params "
-                            f"(comparison ids {', '.join(ids)}); run `dvc repro compare/dvc.yaml`")
+                            f"(comparison ids {', '.join(ids)}); run `make compare`")
     return rows
 
 
@@ -118,7 +123,34 @@ def run(cfg: Config) -> dict[str, Any]:
     return metrics
 
 
+def train_variants(params: str, overrides: list[str]) -> None:
+    """Train every variant through the cnn stage's own CLI (one MLflow run each)."""
+    cfg = load_params(params, parse_overrides(overrides))
+    for variant in VARIANTS:
+        model_dir, metrics_dir = variant_paths(cfg, variant)
+        sets = [*overrides, f"cnn.embedding_init={variant}",
+                f"paths.cnn={model_dir.relative_to(cfg.root)}",
+                f"paths.metrics={metrics_dir.relative_to(cfg.root)}"]
+        cmd = [sys.executable, "-m", "tasks.cnn", "--params", params]
+        for pair in sets:
+            cmd += ["--set", pair]
+        if subprocess.run(cmd, check=False).returncode != 0:
+            raise PipelineError(f"variant {variant}: the cnn stage failed (see its log above)")
+
+
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--train" in argv:
+        argv.remove("--train")
+        known = argparse.ArgumentParser(add_help=False)
+        known.add_argument("--params", default=PARAMS_FILE)
+        known.add_argument("--set", dest="overrides", action="append", default=[])
+        args, _ = known.parse_known_args(argv)
+        try:
+            train_variants(args.params, args.overrides)
+        except (PipelineError, ParamsError) as exc:
+            print(f"error: compare: {exc}", file=sys.stderr)
+            return 2
     return stage_main("compare", run, argv)
 
 

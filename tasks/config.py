@@ -189,6 +189,7 @@ class Distributed:
     namespace: str
     volume_claim: str
     mount_path: str
+    workdir: str
     cpu: str
     memory: str
 

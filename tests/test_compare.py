@@ -1,11 +1,8 @@
-"""tasks.compare and compare/dvc.yaml: the four embedding variants side by side."""
+"""tasks.compare: the four embedding variants side by side."""
 
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import mlflow
@@ -14,7 +11,6 @@ from cnn_fixtures import TINY, write_inputs
 
 from tasks import cnn, compare
 from tasks.atomic import PipelineError
-from tasks.config import load_params
 from tasks.models.kim_cnn import VARIANTS
 from tasks.stage import run_stage
 from tasks.tracking import configure
@@ -91,7 +87,7 @@ def test_collector_rejects_missing_or_mismatched_variants(tmp_path, make_cfg):
     cfg = make_cfg(**TINY)
     fake_outputs(cfg, {"rand": 0.7, "static": 0.8, "non-static": 0.8})
     with pytest.raises(PipelineError, match="variant multichannel: .* not found .*"
-                                            r"dvc repro compare/dvc.yaml"):
+                                            r"make compare"):
         compare.collect(cfg)
     model_dir, metrics_dir = compare.variant_paths(cfg, "multichannel")
     metrics_dir.mkdir(parents=True)
@@ -100,32 +96,3 @@ def test_collector_rejects_missing_or_mismatched_variants(tmp_path, make_cfg):
     (model_dir / "model.json").write_text(json.dumps({"comparison": "zzz999"}))
     with pytest.raises(PipelineError, match="different data or params .*abc123, zzz999"):
         compare.collect(cfg)
-
-
-def test_compare_pipeline_is_a_dvc_matrix_linked_to_the_main_dag(tmp_path, monkeypatch):
-    for name in ("dvc.yaml", "params.yaml", "compare/dvc.yaml"):
-        (tmp_path / name).parent.mkdir(exist_ok=True)
-        shutil.copy(REPO / name, tmp_path / name)
-    dvc = str(Path(sys.executable).parent / "dvc")
-    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
-    subprocess.run([dvc, "init", "-q"], cwd=tmp_path, check=True)
-    dag = subprocess.run([dvc, "dag", "--dot", "compare/dvc.yaml:compare"], cwd=tmp_path,
-                         capture_output=True, text=True, check=True).stdout
-    for variant in VARIANTS:
-        assert f'"compare/dvc.yaml:cnn@{variant}" -> "compare/dvc.yaml:compare"' in dag
-        assert f'"vocab" -> "compare/dvc.yaml:cnn@{variant}"' in dag
-    from dvc.repo import Repo
-
-    monkeypatch.chdir(tmp_path)  # stage addresses are relative to the working directory
-    with Repo(str(tmp_path)) as repo:
-        stages = {s.addressing: s for s in repo.index.stages}
-    cmd = stages["compare/dvc.yaml:cnn@non-static"].cmd
-    assert cmd == ("python -m tasks.cnn --set cnn.embedding_init=non-static "
-                   "--set paths.cnn=data/cnn-non-static "
-                   "--set paths.metrics=metrics/compare/non-static")
-    assert Path(stages["compare/dvc.yaml:compare"].wdir) == tmp_path
-    # The paths the collector reads are the ones the matrix writes.
-    model_dir, metrics_dir = compare.variant_paths(load_params(tmp_path / "params.yaml"),
-                                                   "non-static")
-    outs = {str(o.fs_path) for o in stages["compare/dvc.yaml:cnn@non-static"].outs}
-    assert str(model_dir) in outs and str(metrics_dir / "cnn.json") in outs

@@ -1,0 +1,93 @@
+"""Words/second and analogy accuracy of distributed word2vec vs the single-process stage.
+
+    .venv/bin/python benchmarks/distributed_scaling.py --root /tmp/distbench \
+        [--epochs 1] [--runs single,sync1,sync2,async2] [--set word2vec.dims=100 ...]
+
+`--root` is a project folder whose params.yaml points at a prepared corpus and vocabulary
+(`<paths.prepared>/corpus.txt`, `<paths.vocab>/`, e.g. built with
+`python -m tasks.{download,prepare,vocab} --params <root>/params.yaml` and
+DATA_MIRROR=../shared/mirror/nltk). Each run writes its own outputs
+(`paths.word2vec=data/bench-<run>`, `paths.metrics=metrics-bench/<run>`) and the table goes
+to stdout and `benchmarks/results/distributed_scaling.json`.
+
+Runs: `single` = `python -m tasks.word2vec` (the stage itself); `sync1`, `sync2` =
+MultiWorkerMirroredStrategy with 1 and 2 local workers; `async2` = 2 workers + 1 parameter
+server (+ the chief). Words/second = corpus tokens x epochs / training seconds (the training
+loop, without process start-up and evaluation); wall = the whole job. This is a report, not
+a test: on a 2-core machine more processes only add gRPC and scheduling overhead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tasks.config import load_params  # noqa: E402
+from tasks.distributed import launch  # noqa: E402
+from tasks.stage import parse_overrides  # noqa: E402
+
+RUNS = {
+    "single": None,
+    "sync1": {"distributed.strategy": "sync", "distributed.workers": 1},
+    "sync2": {"distributed.strategy": "sync", "distributed.workers": 2},
+    "async2": {"distributed.strategy": "async", "distributed.workers": 2, "distributed.ps": 1},
+}
+KEYS = ("words_per_sec", "train_seconds", "analogy_accuracy", "wordsim353_spearman", "final_loss")
+
+
+def run_one(root: Path, name: str, base: dict[str, Any]) -> dict[str, Any]:
+    overrides = {**base, "paths.word2vec": f"data/bench-{name}",
+                 "paths.metrics": f"metrics-bench/{name}", "distributed.backend": "local"}
+    started = time.perf_counter()
+    if RUNS[name] is None:
+        cmd = [sys.executable, "-m", "tasks.word2vec", "--params", str(root / "params.yaml")]
+        for key, value in overrides.items():
+            cmd += ["--set", f"{key}={json.dumps(value)}"]
+        subprocess.run(cmd, cwd=REPO, check=True)
+        metrics = json.loads((root / f"metrics-bench/{name}/word2vec.json").read_text())
+    else:
+        overrides.update(RUNS[name])
+        cfg = load_params(root / "params.yaml", overrides)
+        metrics = launch(cfg, root / "params.yaml", overrides,
+                         on_line=lambda line: print(line, flush=True)).metrics
+    metrics["wall_seconds_total"] = round(time.perf_counter() - started, 1)
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", type=Path, required=True)
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--runs", default=",".join(RUNS))
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    args = parser.parse_args(argv)
+    os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{args.root.resolve()}/mlflow.db")
+    base = {"word2vec.epochs": args.epochs, **parse_overrides(args.overrides)}
+    results = {}
+    for name in args.runs.split(","):
+        print(f"== {name}", flush=True)
+        results[name] = run_one(args.root.resolve(), name, base)
+    out = REPO / "benchmarks" / "results" / "distributed_scaling.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"base": base, "results": results}, indent=1, default=str))
+    print("| run | " + " | ".join(KEYS) + " | wall s |")
+    print("|---" * (len(KEYS) + 2) + "|")
+    for name, metrics in results.items():
+        cells = [metrics.get(key) for key in KEYS]
+        print(f"| {name} | " + " | ".join("-" if c is None else f"{c:.4g}" for c in cells)
+              + f" | {metrics['wall_seconds_total']} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,173 @@
+"""Our TensorFlow word2vec vs gensim's C word2vec, same corpus, same hyperparameters, one run.
+
+    .venv/bin/python benchmarks/word2vec_vs_gensim.py                  # <paths.prepared>/corpus.txt
+    .venv/bin/python benchmarks/word2vec_vs_gensim.py --corpus /tmp/corpus.txt --epochs 1
+
+Hyperparameters (both): skip-gram, 100 dims, window 5, 5 negatives, sample 1e-3, min_count 5,
+learning rate 0.025 -> 0.0001, `--epochs` (default 5); gensim with workers=2 (this machine
+has 2 cores), ours with word2vec.batch_size from params. Paths (corpus, eval files, restrict
+vocab) come from params.yaml through tasks/config.py.
+
+Timing: each side's vocabulary build (+ our corpus encoding) and its training are timed
+separately; words/sec = epochs x corpus tokens / training seconds (raw words, the gensim
+convention). Our training runs the stage's own Trainer (checkpoints included; per-epoch
+evaluation switched off so both train the same way). The two run back to back in one process;
+the load average before and after each is recorded, since other jobs may share the CPU.
+
+Evaluation: both models scored by the same code (tasks/w2v_eval.py: analogies over the 30k
+most frequent words, WordSim-353 Spearman), plus gensim's own evaluate_word_analogies on both
+as a cross-check. Output: a summary on stdout and benchmarks/results/word2vec_vs_gensim.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+HYPER = {"model": "skipgram", "loss": "neg", "dims": 100, "window": 5, "negatives": 5,
+         "learning_rate": 0.025, "min_learning_rate": 0.0001}
+SAMPLE, MIN_COUNT = 1e-3, 5
+
+
+def load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def scores(cfg: Any, words: list[str], vectors: np.ndarray) -> dict[str, Any]:
+    """Our evaluator, and gensim's evaluate_word_analogies on the same vectors."""
+    from gensim.models import KeyedVectors
+
+    from tasks.w2v_eval import evaluate_vectors
+
+    w = cfg.word2vec
+    ours = evaluate_vectors(words, vectors, cfg.resolve(w.analogy_file),
+                            cfg.resolve(w.wordsim_file), w.restrict_vocab)
+    real = [i for i, word in enumerate(words) if word not in ("<pad>", "<unk>")]
+    kv = KeyedVectors(vectors.shape[1])
+    kv.add_vectors([words[i] for i in real], vectors[real])
+    gensim_acc, _ = kv.evaluate_word_analogies(str(cfg.resolve(w.analogy_file)),
+                                               restrict_vocab=w.restrict_vocab)
+    keep = ("analogy_accuracy", "analogy_semantic", "analogy_syntactic", "analogy_seen",
+            "analogy_total", "wordsim353_spearman", "wordsim353_pairs")
+    return {**{k: ours[k] for k in keep}, "gensim_evaluator_analogy": round(gensim_acc, 6)}
+
+
+def run_gensim(cfg: Any, corpus: Path, epochs: int, tokens: int) -> dict[str, Any]:
+    import gensim
+    from gensim.models import Word2Vec
+    from gensim.models.word2vec import LineSentence
+
+    before = load()
+    model = Word2Vec(vector_size=HYPER["dims"], window=HYPER["window"], negative=HYPER["negatives"],
+                     sample=SAMPLE, min_count=MIN_COUNT, sg=1, hs=0, workers=2, seed=cfg.seed,
+                     alpha=HYPER["learning_rate"], min_alpha=HYPER["min_learning_rate"])
+    t0 = time.perf_counter()
+    model.build_vocab(LineSentence(str(corpus)))
+    t1 = time.perf_counter()
+    model.train(LineSentence(str(corpus)), total_examples=model.corpus_count, epochs=epochs)
+    t2 = time.perf_counter()
+    result = {"version": gensim.__version__, "vocab_seconds": round(t1 - t0, 2),
+              "train_seconds": round(t2 - t1, 2), "wall_seconds": round(t2 - t0, 2),
+              "words_per_sec": round(epochs * tokens / (t2 - t1)),
+              "vocab_size": len(model.wv), "loadavg_before": before, "loadavg_after": load()}
+    result.update(scores(cfg, list(model.wv.index_to_key), model.wv.vectors))
+    return result
+
+
+def run_ours(cfg: Any, corpus: Path, epochs: int, tokens: int) -> dict[str, Any]:
+    from tasks import vocab as vocab_stage
+    from tasks.models.word2vec import Word2VecSpec
+    from tasks.w2v_train import Trainer
+
+    before = load()
+    t0 = time.perf_counter()
+    counts, _ = vocab_stage.count_words(corpus)
+    table = vocab_stage.build(counts, MIN_COUNT, 0, SAMPLE, 0.75)
+    words = table["words"].tolist()
+    vocab = vocab_stage.Vocabulary(words, table["counts"], table["keep_prob"],
+                                   table["noise_prob"], {w: i for i, w in enumerate(words)})
+    ids, starts = vocab_stage.encode_file(corpus, vocab)
+    t1 = time.perf_counter()
+    spec = Word2VecSpec(vocab_size=vocab.size, dims=HYPER["dims"], model="skipgram", loss="neg",
+                        negatives=HYPER["negatives"], window=HYPER["window"], seed=cfg.seed)
+    with tempfile.TemporaryDirectory(prefix="w2v-bench-") as tmp:
+        trainer = Trainer(cfg, spec, vocab, ids, starts, Path(tmp), {"benchmark": True},
+                          lambda emb: {})
+        result = trainer.run()
+        embeddings = trainer.model.input_embeddings.numpy()
+    t2 = time.perf_counter()
+    train = result["train_seconds"]
+    out = {"tensorflow": __import__("tensorflow").__version__,
+           "vocab_seconds": round(t1 - t0, 2), "train_seconds": round(train, 2),
+           "wall_seconds": round(t2 - t0, 2), "words_per_sec": round(epochs * tokens / train),
+           "vocab_size": vocab.size - 2, "steps": result["steps"],
+           "batch_size": cfg.word2vec.batch_size, "final_loss": result["final_loss"],
+           "loadavg_before": before, "loadavg_after": load()}
+    out.update(scores(cfg, words, embeddings))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    from tasks.config import load_params
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--params", default=str(REPO / "params.yaml"))
+    parser.add_argument("--corpus", help="corpus.txt (default <paths.prepared>/corpus.txt)")
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"
+                                             / "word2vec_vs_gensim.json"))
+    args = parser.parse_args(argv)
+    overrides = {f"word2vec.{k}": v for k, v in HYPER.items()}
+    overrides.update({"word2vec.epochs": args.epochs, "vocab.min_count": MIN_COUNT,
+                      "vocab.sample": SAMPLE, "tracking.enabled": False})
+    cfg = load_params(args.params, overrides)
+    corpus = Path(args.corpus) if args.corpus else cfg.path("prepared") / "corpus.txt"
+    if not corpus.is_file():
+        raise SystemExit(f"error: {corpus} not found (run the prepare stage or pass --corpus)")
+    with open(corpus, encoding="utf-8") as handle:
+        lines = tokens = 0
+        for line in handle:
+            lines, tokens = lines + 1, tokens + len(line.split())
+    print(f"corpus {corpus}: {tokens:,} tokens, {lines:,} lines; {args.epochs} epochs; "
+          f"{os.cpu_count()} CPUs, load {load()}", flush=True)
+    gensim_result = run_gensim(cfg, corpus, args.epochs, tokens)
+    print("gensim:", json.dumps(gensim_result), flush=True)
+    ours = run_ours(cfg, corpus, args.epochs, tokens)
+    print("ours:  ", json.dumps(ours), flush=True)
+    report = {
+        "corpus": str(corpus), "tokens": tokens, "lines": lines, "epochs": args.epochs,
+        "hyperparameters": {**HYPER, "sample": SAMPLE, "min_count": MIN_COUNT,
+                            "gensim_workers": 2, "our_batch_size": cfg.word2vec.batch_size},
+        "cpus": os.cpu_count(), "gensim": gensim_result, "ours": ours,
+        "words_per_sec_ratio": round(ours["words_per_sec"] / gensim_result["words_per_sec"], 3),
+        "analogy_gap_points": round(100 * (ours["analogy_accuracy"]
+                                           - gensim_result["analogy_accuracy"]), 2),
+        "wordsim_gap": round(ours["wordsim353_spearman"]
+                             - gensim_result["wordsim353_spearman"], 4),
+    }
+    report["targets_met"] = {
+        "words_per_sec_ratio>=0.5": report["words_per_sec_ratio"] >= 0.5,
+        "analogy_within_1.5_points": report["analogy_gap_points"] >= -1.5,
+        "wordsim_within_0.03": report["wordsim_gap"] >= -0.03}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    print(f"ratio ours/gensim words/s: {report['words_per_sec_ratio']}; analogy "
+          f"{ours['analogy_accuracy']:.4f} vs {gensim_result['analogy_accuracy']:.4f}; WS353 "
+          f"{ours['wordsim353_spearman']:.4f} vs {gensim_result['wordsim353_spearman']:.4f}; "
+          f"-> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,145 @@
+"""What the flows record about a pipeline run: the MLflow parent run, metrics, summary rows.
+
+- `ParentRun`: one MLflow run per pipeline run, created through `tasks.tracking.configure`
+  (same store and experiment as the stage runs). Its id goes to the stage processes as
+  `MLFLOW_PARENT_RUN_ID`, so tasks/tracking.py nests each stage run under it. Tags: git
+  commit, Prefect flow-run id, DVC experiment name, variant, `data.<path>` hashes from
+  dvc.lock; params: the overrides; metrics: `<stage>.<name>` from the stages' metrics files.
+- `read_metrics(cfg, stages, rev)`: `<paths.metrics>/<stage>.json`, from the workspace or
+  from a git revision (a DVC experiment's commit).
+- `summary_rows(...)`: one row per stage for the Prefect table artifact.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from tasks import tracking
+from tasks.config import Config
+
+
+def git(root: Path | str, *args: str) -> str | None:
+    """stdout of `git <args>` in root, or None if git fails."""
+    result = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+    return result.stdout if result.returncode == 0 else None
+
+
+def head_commit(root: Path | str) -> str:
+    return (git(root, "rev-parse", "HEAD") or "").strip()
+
+
+def exp_ref(baseline: str, name: str) -> str:
+    """The git ref DVC stores experiment `name` under (refs/exps/<ba>/<seline>/<name>)."""
+    return f"refs/exps/{baseline[:2]}/{baseline[2:]}/{name}"
+
+
+def scalar_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items()
+            if isinstance(v, int | float) and not isinstance(v, bool)}
+
+
+def read_metrics(cfg: Config, stages: Sequence[str], rev: str | None = None) -> dict[str, dict]:
+    """{stage: metrics} for the stages whose metrics file exists (workspace or `rev`)."""
+    out = {}
+    for stage in stages:
+        path = Path(cfg.paths.metrics) / f"{stage}.json"
+        if rev is None:
+            file = cfg.root / path
+            text = file.read_text() if file.exists() else None
+        else:
+            text = git(cfg.root, "show", f"{rev}:{path.as_posix()}")
+        if text:
+            try:
+                out[stage] = json.loads(text)
+            except json.JSONDecodeError:
+                continue
+    return out
+
+
+def lock_data_tags(root: Path, rev: str | None = None) -> dict[str, str]:
+    """`data.<path>` -> md5 from dvc.lock (workspace, or the one committed at `rev`)."""
+    if rev is None:
+        return tracking.data_hash_tags(root)
+    text = git(root, "show", f"{rev}:dvc.lock")
+    if not text:
+        return {}
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "dvc.lock").write_text(text)
+        return tracking.data_hash_tags(Path(tmp))
+
+
+class ParentRun:
+    """The MLflow parent run of one pipeline run (a no-op when tracking is disabled)."""
+
+    def __init__(self, cfg: Config, run_name: str, tags: Mapping[str, str],
+                 params: Mapping[str, Any] | None = None) -> None:
+        self.cfg, self.run_id, self.experiment_id = cfg, None, None
+        if not cfg.tracking.enabled:
+            return
+        import mlflow
+
+        self.experiment_id = tracking.configure(cfg)
+        self.client = mlflow.MlflowClient()
+        all_tags = {"run_kind": "pipeline", **tracking.git_tags(cfg.root), **tags}
+        run = self.client.create_run(self.experiment_id, run_name=run_name,
+                                     tags={k: str(v) for k, v in all_tags.items() if v})
+        self.run_id = run.info.run_id
+        for key, value in (params or {}).items():
+            self.client.log_param(self.run_id, key, str(value)[:6000])
+
+    def env(self) -> dict[str, str]:
+        return {"MLFLOW_PARENT_RUN_ID": self.run_id} if self.run_id else {}
+
+    def children(self) -> dict[str, str]:
+        """{stage: run id} of the stage runs nested under this run (latest per stage)."""
+        if not self.run_id:
+            return {}
+        runs = self.client.search_runs([self.experiment_id],
+                                       filter_string=f"tags.mlflow.parentRunId = '{self.run_id}'",
+                                       order_by=["attributes.start_time ASC"])
+        return {r.data.tags.get("stage", r.info.run_name): r.info.run_id for r in runs}
+
+    def finish(self, ok: bool, tags: Mapping[str, str] | None = None,
+               metrics: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+        if not self.run_id:
+            return
+        for key, value in (tags or {}).items():
+            self.client.set_tag(self.run_id, key, str(value))
+        for stage, values in (metrics or {}).items():
+            for key, value in scalar_metrics(values).items():
+                self.client.log_metric(self.run_id, f"{stage}.{key}", value)
+        self.client.set_terminated(self.run_id, "FINISHED" if ok else "FAILED")
+
+
+def _short(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def summary_rows(results: Mapping[str, Mapping[str, Any]], metrics: Mapping[str, Mapping],
+                 children: Mapping[str, str]) -> list[dict[str, str]]:
+    """One row per stage: status, seconds, its MLflow run id, its scalar metrics."""
+    rows = []
+    for stage, result in results.items():
+        values = scalar_metrics(metrics.get(stage, {}))
+        rows.append({
+            "stage": stage,
+            "status": str(result.get("status", "")),
+            "seconds": _short(float(result.get("seconds", 0.0))),
+            "mlflow_run_id": children.get(stage, "-"),
+            "metrics": ", ".join(f"{k}={_short(v)}" for k, v in values.items()) or "-",
+        })
+    return rows
+
+
+def summary_markdown(flow_run_id: str, parent_run_id: str | None, exp: str | None,
+                     uri: str, experiment: str) -> str:
+    lines = [f"Prefect flow run `{flow_run_id}`",
+             f"MLflow experiment `{experiment}`, parent run `{parent_run_id or '-'}` ({uri})"]
+    if exp:
+        lines.append(f"DVC experiment `{exp}` (`dvc exp show`, `dvc exp apply {exp}`)")
+    return "  \n".join(lines)

@@ -1,0 +1,119 @@
+"""Everything one `pipeline` flow run needs besides Prefect itself.
+
+`PipelineRun.open(root, overrides, ...)` validates the overrides with the project's parser
+and checks the stage list BEFORE any work, opens the MLflow parent run and builds the
+environment of the stage processes (MLFLOW_PARENT_RUN_ID, PIPELINE_RUN_ID,
+PREFECT_FLOW_RUN_ID, PIPELINE_VARIANT). With overrides it also starts the DVC experiment
+(`dvc exp run --temp`) whose output the per-stage tasks follow. `close(results)` reads the
+metrics files (workspace, or the experiment's commit), finishes the MLflow parent run with
+tags and metrics, and returns the flow's summary (also the source of the Prefect artifact).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flows import stages as dvc
+from flows.common import (
+    ParentRun,
+    exp_ref,
+    git,
+    head_commit,
+    lock_data_tags,
+    read_metrics,
+    summary_rows,
+)
+from flows.experiment import Experiment
+from flows.overrides import exp_name as make_exp_name
+from flows.overrides import validate, variant_name
+from tasks import tracking
+
+
+class PipelineRun:
+    def __init__(self, root: Path, overrides: Mapping[str, Any], flow_run_id: str,
+                 flow_run_name: str, variant: str | None, exp_name: str | None,
+                 mlflow_tags: Mapping[str, str] | None, lock_timeout: float) -> None:
+        self.root = root.resolve()
+        self.overrides = dict(overrides)
+        self.cfg = validate(self.root, self.overrides)       # ParamsError before any work
+        self.stages = dvc.stage_names(self.root)             # StageError before any work
+        self.flow_run_id, self.flow_run_name = flow_run_id, flow_run_name
+        self.variant = variant or variant_name(self.overrides)
+        self.lock_timeout = lock_timeout
+        self.baseline = head_commit(self.root)
+        self.exp_name = None
+        if self.overrides:
+            self.exp_name = exp_name or make_exp_name("pipeline", self.overrides,
+                                                      flow_run_id or uuid.uuid4().hex)
+        tags = {"prefect_flow_run_id": flow_run_id, "prefect_flow_run_name": flow_run_name,
+                "pipeline_run": flow_run_id, "variant": self.variant,
+                "dvc_exp_name": self.exp_name or "", **(mlflow_tags or {})}
+        run_name = self.exp_name or f"pipeline-{flow_run_name}"
+        self.parent = ParentRun(self.cfg, run_name, tags, params=self.overrides)
+        self.env = {"PIPELINE_RUN_ID": flow_run_id, "PREFECT_FLOW_RUN_ID": flow_run_id,
+                    "PIPELINE_VARIANT": self.variant, **self.parent.env()}
+        self.experiment: Experiment | None = None
+
+    @classmethod
+    def open(cls, root: str | Path, overrides: Mapping[str, Any] | None, flow_run_id: str | None,
+             flow_run_name: str | None, variant: str | None = None, exp_name: str | None = None,
+             mlflow_tags: Mapping[str, str] | None = None,
+             lock_timeout: float = 3600.0) -> PipelineRun:
+        run_id = flow_run_id or f"local-{uuid.uuid4().hex[:12]}"
+        return cls(Path(root), overrides or {}, run_id, flow_run_name or run_id, variant, exp_name,
+                   mlflow_tags, lock_timeout)
+
+    @staticmethod
+    def validate_only(root: str | Path, overrides: Mapping[str, Any] | None) -> list[str]:
+        """The checks `open` makes before any work: params (with overrides), stage order."""
+        validate(root, overrides)
+        return dvc.stage_names(root)
+
+    # --- workspace mode: one `dvc repro --single-item` per stage -------------------------
+    def changed(self) -> set[str] | None:
+        """Stages DVC reports as changed now (None: unknown, run every stage through DVC)."""
+        return dvc.changed_stages(self.root, dvc.stage_env(self.env))
+
+    # --- experiment mode: one `dvc exp run --temp` for the whole chain -------------------
+    def start_experiment(self, on_other: dvc.LineSink) -> Experiment:
+        assert self.exp_name, "experiment mode needs overrides"
+        self.experiment = Experiment(self.root, self.exp_name, self.overrides,
+                                         dvc.stage_env(self.env), self.stages, on_other,
+                                         lock_timeout=self.lock_timeout).start()
+        return self.experiment
+
+    def close(self, results: Mapping[str, Mapping[str, Any]] | None, ok: bool) -> dict[str, Any]:
+        """Finish the MLflow parent run; return the summary of this pipeline run."""
+        if self.experiment is not None:
+            self.experiment.close()
+        results = dict(results or {})
+        rev, metrics, tags = None, {}, {}
+        try:
+            if self.exp_name and ok:
+                ref = exp_ref(self.baseline, self.exp_name)
+                sha = (git(self.root, "rev-parse", "--verify", "-q", ref) or "").strip()
+                rev = ref if sha else None
+                tags["dvc_exp_rev"] = sha or "missing"
+            if ok:
+                metrics = read_metrics(self.cfg, self.stages, rev)
+                tags.update(lock_data_tags(self.root, rev))
+            tags.update({f"stage_status.{s}": r["status"] for s, r in results.items()})
+        finally:  # the parent run must not stay RUNNING, whatever failed above
+            self.parent.finish(ok, tags, metrics)
+        children = self.parent.children()
+        return {
+            "flow_run_id": self.flow_run_id,
+            "flow_run_name": self.flow_run_name,
+            "variant": self.variant,
+            "dvc_exp_name": self.exp_name,
+            "mlflow_run_id": self.parent.run_id,
+            "mlflow_experiment": self.cfg.tracking.experiment,
+            "tracking_uri": tracking.tracking_uri(self.cfg),
+            "stages": results,
+            "stage_runs": children,
+            "metrics": metrics,
+            "rows": summary_rows(results, metrics, children),
+        }

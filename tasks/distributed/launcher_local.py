@@ -1,0 +1,230 @@
+"""Local backend: every task of a cluster as a child process on 127.0.0.1, supervised.
+
+    job = LocalJob(shape, command, env=..., cwd=..., timeout=600, max_restarts=2)
+    result = job.run()          # blocks; result.ok, result.tasks, result.restarts
+
+Params section: `distributed` (max_restarts, timeout; the shape from strategy/workers/ps).
+
+What it does, and why:
+- Each task gets its own TF_CONFIG (free loopback ports) and runs `command` (normally
+  `python -m tasks.distributed.worker ...`); stdout+stderr are streamed line by line to
+  `on_line` with a `[role:index]` prefix, and the last lines are kept for the error report.
+- Children run in their own process group and receive SIGKILL if the launching thread dies
+  (Linux PR_SET_PDEATHSIG), so no orphan keeps a port or a CPU.
+- Failure handling follows what each strategy can survive:
+  * sync (all-reduce): one lost worker blocks every collective, so the whole job is stopped
+    and started again on fresh ports; the chief resumes from the last checkpoint.
+  * async: a lost worker is restarted alone on the same address (the ClusterCoordinator
+    re-sends its closures elsewhere meanwhile and reconnects); a lost chief or parameter
+    server restarts the whole job from the last checkpoint.
+  * exit code 2 is an expected, deterministic failure (bad params or data): never retried.
+  Restarts are bounded by `max_restarts` (job restarts + task restarts together).
+- The job succeeds when the chief (sync worker 0, async chief) exits 0: it writes the
+  outputs after every collective step is over. Other sync workers get a grace period to
+  exit by themselves; async workers and parameter servers, which serve forever, are stopped.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import ctypes
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tasks.distributed.cluster import ClusterShape, local_cluster, tf_config
+
+FATAL_EXIT = 2      # PipelineError / ParamsError in the task: retrying cannot help
+GRACE_SECONDS = 10.0
+LineSink = Callable[[str], None]
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    os.setpgrp()
+    # Not Linux/glibc: no parent-death signal, but stop_all() still reaps every child.
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+@dataclass
+class TaskState:
+    role: str
+    index: int
+    proc: subprocess.Popen | None = None
+    starts: int = 0
+    handled: bool = True   # the current process's exit has been dealt with (or none started)
+    exit_codes: list[int] = field(default_factory=list)
+    tail: collections.deque = field(default_factory=lambda: collections.deque(maxlen=30))
+    pump: threading.Thread | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.role}:{self.index}"
+
+
+@dataclass
+class JobResult:
+    ok: bool
+    reason: str
+    restarts: int
+    tasks: dict[str, dict]  # name -> {"exit_codes": [...], "starts": n, "tail": [...]}
+
+
+class LocalJob:
+    """Run one cluster of `shape` locally; see the module docstring for the failure policy."""
+
+    def __init__(self, shape: ClusterShape, command: Sequence[str], *, cwd: Path | str,
+                 env: Mapping[str, str] | None = None, timeout: float = 3600.0,
+                 max_restarts: int = 0, on_line: LineSink = print,
+                 poll: float = 0.2, grace: float = GRACE_SECONDS) -> None:
+        self.shape, self.command, self.cwd = shape, list(command), Path(cwd)
+        self.env = dict(os.environ if env is None else env)
+        self.timeout, self.max_restarts, self.on_line, self.poll, self.grace = (
+            timeout, max_restarts, on_line, poll, grace)
+        self.tasks = {f"{r}:{i}": TaskState(r, i) for r, i in shape.tasks()}
+        self.cluster: dict[str, list[str]] = {}
+        self.restarts = 0
+        self._lock = threading.Lock()
+
+    # -- process management -------------------------------------------------------------
+    def pid(self, role: str, index: int) -> int | None:
+        """The live pid of a task (tests kill it to check recovery)."""
+        proc = self.tasks[f"{role}:{index}"].proc
+        return proc.pid if proc is not None and proc.poll() is None else None
+
+    def _spawn(self, task: TaskState) -> None:
+        env = dict(self.env, TF_CONFIG=tf_config(self.cluster, task.role, task.index),
+                   PYTHONUNBUFFERED="1")
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        task.proc = subprocess.Popen(self.command, cwd=self.cwd, env=env, text=True,
+                                     errors="replace", bufsize=1, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     preexec_fn=_die_with_parent)
+        task.starts += 1
+        task.handled = False
+        task.pump = threading.Thread(target=self._pump, args=(task, task.proc), daemon=True,
+                                     name=f"log-{task.name}")
+        task.pump.start()
+        self.on_line(f"[launcher] started {task.name} pid {task.proc.pid} "
+                     f"at {self.cluster[task.role][task.index]}")
+
+    def _pump(self, task: TaskState, proc: subprocess.Popen) -> None:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            line = raw.rstrip("\n")
+            task.tail.append(line)
+            with self._lock:  # whole lines from concurrent tasks, never interleaved
+                self.on_line(f"[{task.name}] {line}")
+
+    def _stop(self, task: TaskState, sig: int = signal.SIGTERM) -> None:
+        if task.proc is not None and task.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(task.proc.pid, sig)
+
+    def stop_all(self) -> None:
+        """SIGTERM every live task, SIGKILL what is left after the grace period; reap all."""
+        live = [t for t in self.tasks.values() if t.proc is not None and t.proc.poll() is None]
+        for task in live:
+            self._stop(task)
+        deadline = time.monotonic() + self.grace
+        for task in live:
+            try:
+                task.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self._stop(task, signal.SIGKILL)
+                task.proc.wait()
+        for task in self.tasks.values():
+            if task.proc is not None and not task.handled:
+                task.exit_codes.append(task.proc.wait())  # stopped by us: reported, not judged
+                task.handled = True
+        for task in self.tasks.values():
+            if task.pump is not None:
+                task.pump.join(timeout=5)
+
+    def _start_job(self) -> None:
+        self.cluster = local_cluster(self.shape)
+        for task in self.tasks.values():  # shape.tasks() order: servers before the chief
+            self._spawn(task)
+
+    # -- supervision --------------------------------------------------------------------
+    def _finished(self) -> bool:
+        """The chief exited 0 (it writes the outputs last); the other trainers get a grace
+        period to exit by themselves, then everything left is stopped (servers always are)."""
+        role, index = self.shape.chief
+        chief = self.tasks[f"{role}:{index}"]
+        if not (chief.handled and chief.exit_codes[-1:] == [0]):
+            return False
+        deadline = time.monotonic() + self.grace
+        for task in self.tasks.values():
+            if task.proc is not None and not task.handled and not self.shape.is_server_only(
+                    task.role):
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    task.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        return True
+
+    def _handle_exit(self, task: TaskState, code: int) -> str | None:
+        """React to a task that exited with `code`; return a final reason or None to go on."""
+        task.exit_codes.append(code)
+        task.handled = True
+        if code == 0 and not self.shape.is_server_only(task.role):
+            return None  # a trainer that is done (the chief's exit is checked in run())
+        self.on_line(f"[launcher] {task.name} exited with code {code}")
+        if code == FATAL_EXIT:
+            return f"{task.name} failed (exit {code}, not retried): {self._last_error(task)}"
+        if self.restarts >= self.max_restarts:
+            return f"{task.name} failed (exit {code}) after {self.restarts} restart(s)"
+        self.restarts += 1
+        if self.shape.strategy == "async" and task.role == "worker":
+            self.on_line(f"[launcher] restarting {task.name} alone "
+                         f"({self.restarts}/{self.max_restarts})")
+            self._spawn(task)
+        else:
+            self.on_line(f"[launcher] restarting the whole job ({self.restarts}/"
+                         f"{self.max_restarts}); training resumes from the last checkpoint")
+            self.stop_all()
+            self._start_job()
+        return None
+
+    @staticmethod
+    def _last_error(task: TaskState) -> str:
+        lines = [ln for ln in task.tail if ln.startswith("error:")] or list(task.tail)[-1:]
+        return lines[-1] if lines else "no output"
+
+    def run(self) -> JobResult:
+        """Start the job, supervise it to the end, stop every task; never leaves a child."""
+        deadline = time.monotonic() + self.timeout
+        reason = ""
+        try:
+            self._start_job()
+            while True:
+                if self._finished():
+                    ok, reason = True, "the chief finished"
+                    break
+                if time.monotonic() > deadline:
+                    ok, reason = False, f"timeout after {self.timeout:.0f} s"
+                    break
+                final = None
+                for task in list(self.tasks.values()):
+                    if task.proc is None or task.handled:
+                        continue
+                    code = task.proc.poll()
+                    if code is not None:
+                        final = self._handle_exit(task, code)
+                        if final:
+                            break
+                if final:
+                    ok, reason = False, final
+                    break
+                time.sleep(self.poll)
+        finally:
+            self.stop_all()
+        self.on_line(f"[launcher] job {'succeeded' if ok else 'failed'}: {reason}")
+        return JobResult(ok, reason, self.restarts, {
+            name: {"exit_codes": list(t.exit_codes), "starts": t.starts, "tail": list(t.tail)}
+            for name, t in self.tasks.items()})

@@ -1,0 +1,156 @@
+"""The word2vec side of a distributed job: data, model, and the stage's outputs.
+
+Params sections: `seed`, `paths` (prepared, vocab, word2vec), `word2vec`.
+
+The one place that knows the single-process stage's pieces (tasks/vocab.py,
+tasks/models/word2vec.py, tasks/models/w2v_input.py, tasks/w2v_eval.py), so that the
+distributed job trains the same model on the same batches and publishes the same files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from tasks import tracking
+from tasks.atomic import PipelineError, atomic_file, write_json
+from tasks.config import Config
+from tasks.distributed.runtime import JobDir, log
+from tasks.vocab import Vocabulary, encode_file, load_vocab
+
+# The evaluation metrics the single-process stage reports (tasks/word2vec.py).
+EVAL_KEYS = ("analogy_accuracy", "analogy_semantic", "analogy_syntactic", "analogy_seen",
+             "analogy_total", "analogy_sections", "wordsim353_spearman", "wordsim353_pairs",
+             "wordsim353_oov")
+
+
+@dataclass
+class TrainingData:
+    """The encoded corpus and vocabulary every task of the job loads (deterministically)."""
+
+    cfg: Config
+    vocab: Vocabulary
+    ids: np.ndarray      # [N_tokens] int32
+    starts: np.ndarray   # [N_sentences] int64
+    spec: Any            # tasks.models.word2vec.Word2VecSpec
+
+    @property
+    def tokens(self) -> int:
+        return int(len(self.ids))
+
+    @classmethod
+    def load(cls, cfg: Config) -> TrainingData:
+        from tasks.models.word2vec import Word2VecSpec
+
+        corpus = cfg.path("prepared") / "corpus.txt"
+        if not corpus.is_file():
+            raise PipelineError(f"{corpus} not found: run the prepare stage first")
+        from tasks import w2v_eval
+
+        # Fail before training, not after it (as the single-process stage does).
+        w2v_eval.load_analogies(cfg.resolve(cfg.word2vec.analogy_file))
+        w2v_eval.load_wordsim(cfg.resolve(cfg.word2vec.wordsim_file))
+        vocab = load_vocab(cfg.path("vocab"))
+        ids, starts = encode_file(corpus, vocab)
+        w = cfg.word2vec
+        spec = Word2VecSpec(vocab_size=vocab.size, dims=w.dims, model=w.model, loss=w.loss,
+                            negatives=w.negatives, window=w.window, seed=cfg.seed)
+        return cls(cfg, vocab, ids, starts, spec)
+
+    def model(self) -> Any:
+        """A new Word2VecModel; call under strategy.scope() (it creates the variables)."""
+        from tasks.models.word2vec import Word2VecModel
+
+        return Word2VecModel(self.spec, self.vocab.noise_prob)
+
+    def batches(self, batch_size: int, epoch: int, shard: int,
+                num_shards: int) -> Iterator[tuple[np.ndarray, ...]]:
+        """This shard's batches of `epoch`: (centers, contexts, context_mask, seed) arrays.
+
+        Shards are whole corpus chunks (chunk k goes to shard k % num_shards), so chunks are
+        made small enough that every shard gets about four: balanced shards keep the sync
+        workers' step counts (the smallest shard decides) close to the average.
+        """
+        from tasks.models import w2v_input
+
+        chunk = min(w2v_input.CHUNK_TOKENS, max(1000, -(-self.tokens // (4 * num_shards))))
+        for batch in w2v_input.batches(self.ids, self.starts, self.vocab, self.spec, batch_size,
+                                       epoch=epoch, seed=self.cfg.seed, shard_index=shard,
+                                       num_shards=num_shards, chunk_tokens=chunk):
+            yield tuple(batch)
+
+
+def embeddings_of(model: Any) -> np.ndarray:
+    """The input embeddings [V, dims] float32, gathered from replicas or parameter servers."""
+    import tensorflow as tf
+
+    return tf.convert_to_tensor(model.input_embeddings).numpy().astype(np.float32)
+
+
+def digest(model: Any) -> str:
+    """sha256 of every variable's bytes (replica identity checks)."""
+    import hashlib
+
+    import tensorflow as tf
+
+    h = hashlib.sha256()
+    for name, var in sorted(model.variables_by_name().items()):
+        h.update(name.encode())
+        h.update(tf.convert_to_tensor(var).numpy().tobytes())
+    return h.hexdigest()
+
+
+def publish(cfg: Config, data: TrainingData, model: Any, job: JobDir,
+            result: dict[str, Any], shape: str) -> dict[str, Any]:
+    """Write the word2vec stage's outputs; return its metrics (same keys as the stage).
+
+    Like tasks/word2vec.py: <paths.word2vec>/ is the stage's persistent folder; embeddings.npy
+    and model.json are replaced atomically (stale ones removed first), the projector goes to
+    tensorboard/. The job's own checkpoints and summaries are copied to
+    checkpoints/distributed/ and tensorboard/distributed/ (the single-process trainer's
+    checkpoints/ files, guarded by its fingerprint, are left alone).
+    """
+    from tasks.export import write_projector
+    from tasks.w2v_train import fingerprint
+
+    embeddings = embeddings_of(model)
+    if not np.isfinite(embeddings).all():
+        raise PipelineError("word2vec: the trained embeddings contain NaN or Inf")
+    out = cfg.path("word2vec")
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in ("embeddings.npy", "model.json"):
+        (out / stale).unlink(missing_ok=True)
+    for name in ("checkpoints", "tensorboard"):
+        target = out / name / "distributed"
+        shutil.rmtree(target, ignore_errors=True)
+        if (job.root / name).is_dir():
+            shutil.copytree(job.root / name, target)
+    scores = evaluate(cfg, data, embeddings)
+    write_projector(out / "tensorboard", data.vocab.words[2:], embeddings[2:])
+    corpus = cfg.path("prepared") / "corpus.txt"
+    with atomic_file(out / "embeddings.npy", "wb") as handle:
+        np.save(handle, embeddings)
+    with atomic_file(out / "model.json") as handle:
+        json.dump({**dataclasses.asdict(data.spec), "trainer": "distributed",
+                   "cluster_shape": shape, "job": job.root.name, "steps": result["steps"],
+                   "fingerprint": fingerprint(cfg, cfg.path("vocab") / "vocab.npz", corpus)},
+                  handle, indent=2, default=str)
+    write_json(cfg.path("metrics") / "word2vec_loss.json", result.get("history", []))
+    tracking.log_artifacts(out / "tensorboard", "tensorboard")
+    log.info("outputs written to %s", out)
+    return {**{k: scores[k] for k in EVAL_KEYS if k in scores},
+            "epochs": cfg.word2vec.epochs, "vocab_size": data.vocab.size,
+            "corpus_tokens": data.tokens}
+
+
+def evaluate(cfg: Config, data: TrainingData, embeddings: np.ndarray) -> dict[str, Any]:
+    """Analogy accuracy and WordSim-353 correlation, as the single-process stage reports."""
+    from tasks import w2v_eval
+
+    return dict(w2v_eval.evaluate(cfg, data.vocab, embeddings))

@@ -1,0 +1,180 @@
+"""The process every task of a distributed job runs: `python -m tasks.distributed.worker`.
+
+    TF_CONFIG=... python -m tasks.distributed.worker --job JOB [--params params.yaml] [--set k=v]
+
+Params: every section the word2vec stage reads, plus `distributed`.
+Role (from TF_CONFIG, or in a Kubernetes pod from TF_CLUSTER_SPEC + TF_TASK_TYPE +
+JOB_COMPLETION_INDEX):
+- async `ps` / `worker`: start a tf.distribute.Server and serve until the launcher stops it;
+- async `chief`: the ClusterCoordinator program (train_async.py);
+- sync `worker`: one MultiWorkerMirroredStrategy replica (train_sync.py).
+The chief (sync worker 0, async chief) alone opens the MLflow run (stage `word2vec`, tags
+cluster_shape, strategy, backend, job), evaluates, and writes the word2vec stage's outputs
+(<paths.word2vec>/embeddings.npy + model.json, tensorboard/ with the projector, and the job's
+checkpoints and summaries under checkpoints/distributed/ and tensorboard/distributed/),
+<paths.metrics>/word2vec.json and word2vec_loss.json, with the single-process stage's names
+and formats (tasks/word2vec.py), so export and cnn consume them unchanged; it also copies the
+metrics to <job>/result.json for the launcher. Sync workers exit after the chief has published.
+Exit codes: 0 done, 2 expected failure (bad params/data: `error: ...`), 1 crash.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from tasks import tracking
+from tasks.atomic import PipelineError, write_json
+from tasks.config import PARAMS_FILE, Config, ParamsError, load_params
+from tasks.distributed import w2v
+from tasks.distributed.cluster import Task, current_task, tf_config_from_pod_env
+from tasks.distributed.runtime import JobDir, plan_for
+from tasks.stage import metrics_path, parse_overrides, setup_logging
+
+log = logging.getLogger("tasks.distributed")
+PUBLISH_WAIT = 900.0  # seconds a sync worker waits for the chief's outputs before exiting
+
+
+def serve(task: Task) -> None:
+    """Run this task's gRPC server until the process is stopped (async workers and ps)."""
+    import tensorflow as tf
+
+    resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    server = tf.distribute.Server(resolver.cluster_spec(), job_name=task.type,
+                                  task_index=task.index, protocol="grpc", start=True)
+    log.info("%s: serving at %s", task.name, task.cluster[task.type][task.index])
+    server.join()
+
+
+def run_sync(cfg: Config, job: JobDir, task: Task, data: w2v.TrainingData) -> dict[str, Any]:
+    import tensorflow as tf
+
+    from tasks.distributed import train_sync
+
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    shape = task.shape
+    batch_size = max(1, -(-cfg.word2vec.batch_size // shape.workers))  # global batch kept
+    with strategy.scope():
+        model = data.model()
+        step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+
+    def source(epoch: int) -> Any:
+        return data.batches(batch_size, epoch, task.index, shape.workers)
+
+    local = sum(1 for b in source(0) if len(b[0]) == batch_size)
+    steps = train_sync.agree_steps_per_epoch(strategy, local, task.index, shape.workers)
+    if steps < 1:
+        raise PipelineError(f"a worker's shard has no full batch of {batch_size}: use fewer "
+                            f"workers or a smaller word2vec.batch_size")
+    plan = plan_for(cfg, steps)
+    result = train_sync.train(strategy, model, step, source, plan, batch_size, job, task,
+                              data.tokens / plan.steps_per_epoch)
+    # Every replica's digest: identical replicas are the point of the all-reduce.
+    write_json(job.root / "replicas" / f"{task.type}-{task.index}.json",
+               {"step": result["steps"], "sha256": w2v.digest(model)})
+    return {**result, "steps_per_epoch": steps, "batch_size_per_worker": batch_size,
+            "model_obj": model}
+
+
+def run_async(cfg: Config, job: JobDir, task: Task, data: w2v.TrainingData) -> dict[str, Any]:
+    import tensorflow as tf
+
+    from tasks.distributed import train_async
+
+    shape = task.shape
+    resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    partitioner = tf.distribute.experimental.partitioners.FixedShardsPartitioner(shape.ps)
+    strategy = tf.distribute.ParameterServerStrategy(resolver, variable_partitioner=partitioner)
+    with strategy.scope():
+        model = data.model()
+        step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+    coordinator = tf.distribute.coordinator.ClusterCoordinator(strategy)
+    batch_size = cfg.word2vec.batch_size
+    writer = train_async.ShardWriter(
+        job, lambda epoch, shard: data.batches(batch_size, epoch, shard, shape.workers),
+        shape.workers, batch_size)
+    try:
+        steps = writer.get(0)["count"]
+        plan = plan_for(cfg, steps)
+        result = train_async.train(strategy, coordinator, model, step, writer, plan, job, task,
+                                   data.tokens / plan.steps_per_epoch)
+    except BaseException:
+        writer.close()  # the shards stay: a restarted job reuses them
+        raise
+    writer.close(drop_all=True)
+    return {**result, "steps_per_epoch": steps, "batch_size_per_worker": batch_size,
+            "model_obj": model}
+
+
+def train_and_publish(cfg: Config, job: JobDir, task: Task) -> dict[str, Any]:
+    """Train this task's part; the chief also evaluates and writes the stage's outputs."""
+    started = time.perf_counter()
+    data = w2v.TrainingData.load(cfg)
+    runner = run_sync if task.shape.strategy == "sync" else run_async
+    result = runner(cfg, job, task, data)
+    model = result.pop("model_obj")
+    if not task.is_chief:
+        # Exit after the chief: leaving first would take this task out of the chief's
+        # coordination service while it still evaluates and writes the outputs.
+        # Bounded: if the chief dies while publishing, the launcher (or Kubernetes) restarts.
+        deadline = time.monotonic() + min(cfg.distributed.timeout, PUBLISH_WAIT)
+        while not job.result.is_file() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        return result
+    history = result.pop("history", [])
+    published = w2v.publish(cfg, data, model, job, {**result, "history": history},
+                            task.shape.tag)
+    metrics = {**published, **result, "workers": task.shape.workers, "ps": task.shape.ps}
+    tracking.set_tags({"resumed_from_step": result["resumed_from_step"]})
+    metrics["wall_seconds"] = round(time.perf_counter() - started, 3)
+    tracking.log_metrics(metrics)
+    write_json(metrics_path(cfg, "word2vec"), metrics)
+    tracking.log_artifact(metrics_path(cfg, "word2vec"), "metrics")
+    job.write_result(metrics)
+    return metrics
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tasks.distributed.worker")
+    parser.add_argument("--job", required=True, help="job id: folder under distributed.shared_path")
+    parser.add_argument("--params", default=PARAMS_FILE)
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE")
+    args = parser.parse_args(argv)
+    setup_logging()
+    for noisy in ("absl", "tensorflow"):  # checkpoint and retracing chatter from every task
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    try:
+        if "TF_CONFIG" not in os.environ:  # a Kubernetes pod: TensorFlow reads TF_CONFIG
+            os.environ["TF_CONFIG"] = tf_config_from_pod_env(os.environ)
+        task = current_task()
+        cfg = load_params(args.params, parse_overrides(args.overrides))
+        job = JobDir.of(cfg, args.job)
+        backend = os.environ.get("DIST_BACKEND", cfg.distributed.backend)
+        if task.shape.is_server_only(task.type):
+            serve(task)
+            return 0
+        if not task.is_chief:
+            train_and_publish(cfg, job, task)
+            return 0
+        tags = {"cluster_shape": task.shape.tag, "strategy": task.shape.strategy,
+                "backend": backend, "distributed_job": args.job, "trainer": "distributed"}
+        with tracking.stage_run(cfg, "word2vec", run_name=f"word2vec-{task.shape.tag}"):
+            tracking.set_tags(tags)
+            tracking.log_params({k: v for k, v in cfg.flat().items()
+                                 if k.startswith("distributed.")})
+            train_and_publish(cfg, job, task)
+    except (PipelineError, ParamsError, FileNotFoundError) as exc:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"error: word2vec (distributed): {message}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

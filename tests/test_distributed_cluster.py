@@ -1,0 +1,111 @@
+"""Cluster shapes, TF_CONFIG for every task, the step plan, and the `distributed` params."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+
+from tasks.atomic import PipelineError
+from tasks.config import ParamsError
+from tasks.distributed.cluster import (
+    ClusterShape,
+    current_task,
+    free_ports,
+    kubernetes_cluster,
+    local_cluster,
+    tf_config,
+    tf_config_from_pod_env,
+)
+from tasks.distributed.runtime import Plan
+
+
+def test_shapes_list_their_tasks_and_chief():
+    sync = ClusterShape("sync", 3, ps=2)  # ps means nothing to all-reduce: dropped
+    assert sync.ps == 0 and sync.tag == "sync-3w"
+    assert sync.tasks() == [("worker", 0), ("worker", 1), ("worker", 2)]
+    assert sync.chief == ("worker", 0) and not sync.is_server_only("worker")
+    a = ClusterShape("async", 2, 1)
+    assert a.tag == "async-2w-1ps"
+    assert a.tasks() == [("ps", 0), ("worker", 0), ("worker", 1), ("chief", 0)]
+    assert a.chief == ("chief", 0)
+    assert a.is_server_only("worker") and a.is_server_only("ps") and not a.is_server_only("chief")
+    with pytest.raises(PipelineError, match="parameter server"):
+        ClusterShape("async", 2, 0)
+    with pytest.raises(PipelineError, match="at least one worker"):
+        ClusterShape("sync", 0)
+
+
+def test_local_tf_config_for_every_task_is_consistent():
+    shape = ClusterShape("async", 2, 2)
+    cluster = local_cluster(shape)
+    addresses = [a for role in cluster.values() for a in role]
+    assert len(addresses) == 5 and len(set(addresses)) == 5  # one free port per task
+    assert all(a.startswith("127.0.0.1:") for a in addresses)
+    for role, index in shape.tasks():
+        config = json.loads(tf_config(cluster, role, index))
+        assert config["cluster"] == cluster
+        assert config["task"] == {"type": role, "index": index}
+        task = current_task({"TF_CONFIG": tf_config(cluster, role, index)})
+        assert (task.type, task.index) == (role, index)
+        assert task.shape == shape
+        assert task.is_chief == (role == "chief")
+    with pytest.raises(PipelineError, match="no task worker:2"):
+        tf_config(cluster, "worker", 2)
+
+
+def test_sync_worker_zero_is_the_chief():
+    cluster = local_cluster(ClusterShape("sync", 2))
+    assert set(cluster) == {"worker"}
+    chief = current_task({"TF_CONFIG": tf_config(cluster, "worker", 0)})
+    other = current_task({"TF_CONFIG": tf_config(cluster, "worker", 1)})
+    assert chief.is_chief and not other.is_chief and chief.shape.strategy == "sync"
+
+
+def test_free_ports_are_bindable():
+    for port in free_ports(3):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", port))
+
+
+def test_pod_builds_its_tf_config_from_the_indexed_job_env():
+    shape = ClusterShape("async", 4, 2)
+    cluster = kubernetes_cluster(shape, lambda role: f"w2v-x-{role}", "w2v-x", "ml")
+    assert cluster["worker"][3] == "w2v-x-worker-3.w2v-x.ml.svc.cluster.local:2222"
+    assert cluster["ps"][1] == "w2v-x-ps-1.w2v-x.ml.svc.cluster.local:2222"
+    env = {"TF_CLUSTER_SPEC": json.dumps(cluster), "TF_TASK_TYPE": "worker",
+           "JOB_COMPLETION_INDEX": "3"}
+    config = json.loads(tf_config_from_pod_env(env))
+    assert config["task"] == {"type": "worker", "index": 3}
+    assert current_task(env).name == "worker:3"
+    with pytest.raises(PipelineError, match="no task worker:4"):
+        tf_config_from_pod_env({**env, "JOB_COMPLETION_INDEX": "4"})
+    with pytest.raises(PipelineError, match="cannot build TF_CONFIG"):
+        tf_config_from_pod_env({"TF_TASK_TYPE": "worker"})
+
+
+def test_plan_chunks_stop_at_checkpoints_and_epoch_ends():
+    plan = Plan(steps_per_epoch=10, epochs=2, steps_per_execution=4, checkpoint_every=6,
+                learning_rate=0.025, min_learning_rate=0.0001)
+    chunks = list(plan.chunks(0))
+    assert sum(n for _, _, n in chunks) == plan.total_steps == 20
+    ends = [first + n for _, first, n in chunks]
+    assert {6, 10, 12, 18, 20} <= set(ends)           # checkpoints and epoch ends
+    assert all(n <= 4 for _, _, n in chunks)
+    assert [e for e, _, _ in chunks] == sorted(e for e, _, _ in chunks)
+    resumed = list(plan.chunks(12))                   # a restart continues at the saved step
+    assert resumed[0][:2] == (1, 12) and sum(n for *_, n in resumed) == 8
+    assert plan.position(13) == (1, 3)
+
+
+def test_distributed_params_are_validated(make_cfg):
+    cfg = make_cfg(**{"distributed.strategy": "async", "distributed.ps": 2})
+    assert ClusterShape.from_config(cfg.distributed).tag == "async-2w-2ps"
+    assert ClusterShape.from_config(make_cfg().distributed).ps == 0  # sync ignores ps
+    with pytest.raises(ParamsError, match="distributed.ps: strategy async needs"):
+        make_cfg(**{"distributed.strategy": "async", "distributed.ps": 0})
+    with pytest.raises(ParamsError, match="distributed.backend: expected one of"):
+        make_cfg(**{"distributed.backend": "slurm"})
+    with pytest.raises(ParamsError, match="distributed.workers: must be >= 1"):
+        make_cfg(**{"distributed.workers": 0})

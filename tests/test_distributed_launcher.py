@@ -1,0 +1,159 @@
+"""The local launcher's process management, with small Python children instead of TensorFlow.
+
+Each child reads its TF_CONFIG like a real task and follows a script from the test (exit
+codes, crashes on the first start only, sleeping forever like a parameter server).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tasks.distributed.cluster import ClusterShape
+from tasks.distributed.launcher_local import LocalJob
+
+CHILD = r'''
+import json, os, sys, time
+from pathlib import Path
+config = json.loads(os.environ["TF_CONFIG"])
+name = f"{config['task']['type']}:{config['task']['index']}"
+me = config["cluster"][config["task"]["type"]][config["task"]["index"]]
+plan = json.loads(Path(sys.argv[1]).read_text()).get(name, "ok")
+state = Path(sys.argv[1]).parent / f"started-{name.replace(':', '-')}"
+first = not state.exists()
+state.write_text(state.read_text() + me + "\n" if state.exists() else me + "\n")
+print(f"hello from {name} at {me}", flush=True)
+if plan == "ok":
+    sys.exit(0)
+if plan == "slow-ok":
+    time.sleep(2)
+    sys.exit(0)
+if plan == "fatal":
+    print("error: word2vec: boom", flush=True)
+    sys.exit(2)
+if plan.startswith("crash-once") and first:
+    time.sleep(0.5)
+    sys.exit(1)
+if plan == "crash-once-then-ok":
+    sys.exit(0)
+if plan == "crash":
+    sys.exit(1)
+if plan == "wait-for-restart":   # the async chief: done once worker 0 came back
+    marker = Path(sys.argv[1]).parent / "started-worker-0"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if marker.exists() and len(marker.read_text().split()) >= 2:
+            sys.exit(0)
+        time.sleep(0.1)
+    sys.exit(1)
+time.sleep(120)  # "serve", "crash-once" after the restart: run until stopped
+'''
+
+
+def make_job(tmp_path: Path, shape: ClusterShape, plan: dict, lines: list, **kw) -> LocalJob:
+    (tmp_path / "child.py").write_text(CHILD)
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    return LocalJob(shape, [sys.executable, str(tmp_path / "child.py"), str(tmp_path / "plan.json")],
+                    cwd=tmp_path, env=dict(os.environ), on_line=lines.append, **kw)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie still answers kill(0); the launcher reaps its children, so check /proc too.
+    status = Path(f"/proc/{pid}/status")
+    return status.exists() and "zombie" not in status.read_text()
+
+
+def test_the_job_ends_when_the_chief_is_done(tmp_path):
+    lines: list[str] = []
+    job = make_job(tmp_path, ClusterShape("sync", 2), {"worker:1": "serve"}, lines, timeout=60,
+                   grace=1.0)
+    result = job.run()
+    assert result.ok and result.reason == "the chief finished"
+    # A straggler that does not exit within the grace period is stopped, not waited for.
+    assert result.tasks["worker:1"]["exit_codes"] == [-15]
+    assert not alive(job.tasks["worker:1"].proc.pid)
+
+
+def test_all_tasks_finish_and_logs_are_prefixed(tmp_path):
+    lines: list[str] = []
+    result = make_job(tmp_path, ClusterShape("sync", 2), {}, lines, timeout=60).run()
+    assert result.ok and result.restarts == 0
+    assert {n: t["exit_codes"] for n, t in result.tasks.items()} == {
+        "worker:0": [0], "worker:1": [0]}
+    assert any(line.startswith("[worker:1] hello from worker:1 at 127.0.0.1:") for line in lines)
+
+
+def test_a_fatal_exit_stops_the_others_without_retry(tmp_path):
+    lines: list[str] = []
+    job = make_job(tmp_path, ClusterShape("sync", 3), {"worker:0": "serve", "worker:1": "fatal",
+                                                       "worker:2": "serve"},
+                   lines, timeout=60, max_restarts=3)
+    started = time.monotonic()
+    result = job.run()
+    assert not result.ok
+    assert "worker:1 failed (exit 2, not retried): error: word2vec: boom" in result.reason
+    assert result.restarts == 0
+    assert result.tasks["worker:1"]["exit_codes"] == [2]
+    for name in ("worker:0", "worker:2"):  # stopped by the launcher (SIGTERM), reported
+        assert result.tasks[name]["exit_codes"] == [-15]
+        assert not alive(job.tasks[name].proc.pid)
+    assert time.monotonic() - started < 30  # not the children's 120 s sleep
+    assert "[worker:1] error: word2vec: boom" in lines
+
+
+def test_a_crash_restarts_the_whole_sync_job(tmp_path):
+    lines: list[str] = []
+    plan = {"worker:0": "slow-ok", "worker:1": "crash-once-then-ok"}
+    result = make_job(tmp_path, ClusterShape("sync", 2), plan, lines, timeout=60,
+                      max_restarts=1).run()
+    assert result.ok, result.reason
+    assert result.restarts == 1
+    assert result.tasks["worker:1"]["exit_codes"] == [1, 0]
+    # Everyone restarts (an all-reduce needs all): the chief was stopped, then finished.
+    assert result.tasks["worker:0"]["exit_codes"] == [-15, 0]
+    assert any("restarting the whole job" in line for line in lines)
+
+
+def test_restarts_are_bounded(tmp_path):
+    lines: list[str] = []
+    result = make_job(tmp_path, ClusterShape("sync", 2), {"worker:0": "crash"}, lines,
+                      timeout=60, max_restarts=2).run()
+    assert not result.ok and result.restarts == 2
+    assert "worker:0 failed (exit 1) after 2 restart(s)" in result.reason
+    assert result.tasks["worker:0"]["exit_codes"] == [1, 1, 1]
+
+
+def test_an_async_worker_is_restarted_alone_at_the_same_address(tmp_path):
+    lines: list[str] = []
+    plan = {"ps:0": "serve", "worker:0": "crash-once", "worker:1": "serve",
+            "chief:0": "wait-for-restart"}
+    job = make_job(tmp_path, ClusterShape("async", 2, 1), plan, lines, timeout=90,
+                   max_restarts=1)
+    result = job.run()
+    assert result.ok, result.reason
+    assert result.tasks["worker:0"]["starts"] == 2
+    assert [result.tasks[n]["starts"] for n in ("ps:0", "worker:1", "chief:0")] == [1, 1, 1]
+    first, second = (tmp_path / "started-worker-0").read_text().split()
+    assert first == second  # same host:port, so the coordinator reconnects to it
+    # Servers never exit by themselves: the launcher stops them once the chief is done.
+    assert result.tasks["ps:0"]["exit_codes"] == [-15]
+    assert all(not alive(t.proc.pid) for t in job.tasks.values())
+
+
+@pytest.mark.timeout(60)
+def test_timeout_stops_every_task(tmp_path):
+    lines: list[str] = []
+    job = make_job(tmp_path, ClusterShape("sync", 2), {"worker:0": "serve", "worker:1": "serve"},
+                   lines, timeout=3)
+    result = job.run()
+    assert not result.ok and result.reason == "timeout after 3 s"
+    assert all(not alive(t.proc.pid) for t in job.tasks.values())
