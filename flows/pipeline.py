@@ -21,10 +21,12 @@ artifact `pipeline-summary`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -40,6 +42,27 @@ from flows.experiment import Experiment
 from flows.run import PipelineRun
 
 RETRIED_STAGES = {"download"}  # network I/O: worth a retry; a training failure is not
+
+
+@contextlib.contextmanager
+def local_server_settings() -> Iterator[None]:
+    """For the CLIs: without PREFECT_API_URL Prefect starts a temporary local server per run.
+    Keep it offline (no analytics) and give it time to start on a busy machine (the default
+    20 s is not always enough on 2 loaded cores). Explicit user settings win."""
+    from prefect.settings import (
+        PREFECT_SERVER_ANALYTICS_ENABLED,
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
+        temporary_settings,
+    )
+
+    updates: dict[Any, Any] = {}
+    if "PREFECT_SERVER_ANALYTICS_ENABLED" not in os.environ:
+        os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"  # the server subprocess's env
+        updates[PREFECT_SERVER_ANALYTICS_ENABLED] = False
+    if "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS" not in os.environ:
+        updates[PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS] = 180
+    with temporary_settings(updates=updates):
+        yield
 
 
 def line_logger(logger: Any) -> dvc.LineSink:
@@ -142,8 +165,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variant", default=None, help="MLflow tag `variant`")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     args = parser.parse_args(argv)
-    # Without PREFECT_API_URL Prefect starts a temporary local server: keep it offline.
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     try:
         overrides = parse_overrides(args.overrides)
         PipelineRun.validate_only(args.root, overrides)
@@ -151,8 +172,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: pipeline: {exc}", file=sys.stderr)
         return 2
     try:
-        summary = pipeline(overrides=overrides, root=args.root, variant=args.variant,
-                           exp_name=args.name)
+        with local_server_settings():
+            summary = pipeline(overrides=overrides, root=args.root, variant=args.variant,
+                               exp_name=args.name)
     except Exception as exc:  # the flow run is Failed; Prefect has logged the traceback
         print(f"error: pipeline: {exc}", file=sys.stderr)
         return 1

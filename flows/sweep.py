@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from typing import Any
 
@@ -30,7 +29,7 @@ from prefect.runtime import flow_run
 
 from flows.compare import search
 from flows.overrides import exp_name, slug, validate, variant_name
-from flows.pipeline import pipeline
+from flows.pipeline import local_server_settings, pipeline
 
 DEFAULT_VARIANTS: list[dict[str, Any]] = [
     {"cnn.embedding_init": init} for init in ("rand", "static", "non-static", "multichannel")]
@@ -108,7 +107,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", default=".")
     parser.add_argument("--name", default=None)
     args = parser.parse_args(argv)
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     try:
         variants = [json.loads(v) if v.lstrip().startswith("{") else
                     parse_overrides(v.split(";")) for v in args.variant] or None
@@ -118,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: sweep: {exc}", file=sys.stderr)
         return 2
     try:
-        rows = sweep(variants=variants, root=args.root, name=args.name)
+        with local_server_settings():
+            rows = sweep(variants=variants, root=args.root, name=args.name)
     except Exception as exc:
         print(f"error: sweep: {exc}", file=sys.stderr)
         return 1
