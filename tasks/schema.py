@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import collections.abc
 import dataclasses
+import re
 import types
 import typing
 from typing import Any, Literal, get_args, get_origin
+
+_YAML11_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 class ParamsError(ValueError):
@@ -86,6 +89,9 @@ def convert(key: str, tp: Any, value: Any) -> Any:
             raise ParamsError(f"{key}: expected an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str) and _YAML11_FLOAT.fullmatch(value.strip()):
+            # PyYAML (YAML 1.1) reads `1e-05` (no dot), as DVC writes small floats, as a string.
+            return float(value)
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ParamsError(f"{key}: expected a number, got {value!r}")
         return float(value)

@@ -89,3 +89,11 @@ def test_flat_view_and_cli_overrides(repo_params):
     assert "root" not in flat
     with pytest.raises(ParamsError, match="key=value"):
         parse_overrides(["seed"])
+
+
+def test_small_floats_written_by_dvc_are_read_as_numbers(repo_params):
+    # DVC writes 0.00001 as `1e-05`, which PyYAML's YAML 1.1 resolver leaves a string.
+    cfg = parse(repo_params, ".", {"vocab.sample": yaml.safe_load("1e-05")})
+    assert cfg.vocab.sample == 1e-05
+    with pytest.raises(ParamsError, match="vocab.sample: expected a number"):
+        parse(repo_params, ".", {"vocab.sample": "small"})
