@@ -125,7 +125,9 @@ def check_outputs(cfg: Config, result: LaunchResult) -> np.ndarray:
 def chief_run(tags: dict, chief_starts: int) -> mlflow.entities.Run:
     """The one finished MLflow run; a chief killed with the job leaves a failed run."""
     runs = mlflow.search_runs(experiment_names=["w2v-cnn"], output_format="list")
-    assert len(runs) == chief_starts, "only the chief logs to MLflow"
+    # A chief killed (under load) before it opened its run leaves none: at most one run per
+    # chief start, never one from a worker.
+    assert 1 <= len(runs) <= chief_starts, "only the chief logs to MLflow"
     finished = [r for r in runs if r.info.status == "FINISHED"]
     assert len(finished) == 1
     run = finished[0]
