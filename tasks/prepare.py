@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -38,22 +39,31 @@ def _n_tokens(text: str) -> int:
     return text.count(" ") + 1 if text else 0
 
 
+def _cleaned(cfg: Config, name: str, decode: readers.DecodeLog, unit: str,
+             dropped: list[int]) -> Iterator[tuple[readers.Example, str, int]]:
+    """Yield (example, clean_str text, token count) for the examples of dataset `name` that
+    have at least `prepare.min_tokens` tokens; count the others in `dropped[0]`."""
+    for example in readers.read(cfg, name, decode, unit):
+        text = clean_str(example.text, cfg.prepare.lowercase)
+        n = _n_tokens(text)
+        if n < cfg.prepare.min_tokens:
+            dropped[0] += 1
+            continue
+        yield example, text, n
+
+
 def write_corpus(cfg: Config, path: Path, decode: readers.DecodeLog) -> dict[str, Any]:
     """Stream every `data.corpus` dataset through clean_str into `path`; return counts."""
     per_dataset: dict[str, dict[str, int]] = {}
     with open(path, "w", encoding="utf-8", newline="\n") as out:
         for name in cfg.data.corpus:
-            sentences = tokens = dropped = 0
-            for example in readers.read(cfg, name, decode, "sentence"):
-                text = clean_str(example.text, cfg.prepare.lowercase)
-                n = _n_tokens(text)
-                if n < cfg.prepare.min_tokens:
-                    dropped += 1
-                    continue
+            sentences = tokens = 0
+            dropped = [0]
+            for _, text, n in _cleaned(cfg, name, decode, "sentence", dropped):
                 out.write(text + "\n")
                 sentences += 1
                 tokens += n
-            per_dataset[name] = {"sentences": sentences, "tokens": tokens, "dropped": dropped}
+            per_dataset[name] = {"sentences": sentences, "tokens": tokens, "dropped": dropped[0]}
             log.info("corpus: %s: %d sentences, %d tokens", name, sentences, tokens)
     total = sum(d["tokens"] for d in per_dataset.values())
     if total == 0:
@@ -72,14 +82,9 @@ def _read_labelled(cfg: Config, scratch: Path, decode: readers.DecodeLog
     class_ids: dict[str, int] = {}
     raw_ids: list[int] = []
     lengths: list[int] = []
-    dropped = 0
+    dropped = [0]
     with open(scratch, "w", encoding="utf-8", newline="\n") as out:
-        for example in readers.read(cfg, name, decode, "example"):
-            text = clean_str(example.text, cfg.prepare.lowercase)
-            n = _n_tokens(text)
-            if n < cfg.prepare.min_tokens:
-                dropped += 1
-                continue
+        for example, text, n in _cleaned(cfg, name, decode, "example", dropped):
             out.write(text + "\n")
             raw_ids.append(class_ids.setdefault(example.label, len(class_ids)))
             lengths.append(n)
@@ -92,7 +97,7 @@ def _read_labelled(cfg: Config, scratch: Path, decode: readers.DecodeLog
                             "a classifier needs at least two")
     # Reading order gave provisional ids; renumber so id = position in sorted labels.txt.
     remap = np.array([classes.index(c) for c in class_ids], dtype=np.int32)
-    return classes, remap[np.array(raw_ids)], np.array(lengths, dtype=np.int32), dropped
+    return classes, remap[np.array(raw_ids)], np.array(lengths, dtype=np.int32), dropped[0]
 
 
 def _write_row(handle: TextIO, fields: list[str]) -> None:

@@ -31,6 +31,17 @@ from tasks.config import PARAMS_FILE, Config, ParamsError, load_params
 log = logging.getLogger("tasks")
 
 
+# Errors a user can fix (bad params, bad or missing input): one line on stderr, exit code 2.
+STAGE_ERRORS = (PipelineError, ParamsError, FileNotFoundError)
+
+
+def report_error(label: str, exc: BaseException) -> int:
+    """Print `error: <label>: <first line of exc>` to stderr; return the exit code 2."""
+    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    print(f"error: {label}: {message}", file=sys.stderr)
+    return 2
+
+
 def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
     """`["a.b=3", "c=[1, 2]"]` -> `{"a.b": 3, "c": [1, 2]}` (values parsed as YAML)."""
     out = {}
@@ -79,8 +90,6 @@ def stage_main(stage: str, run: Callable[[Config], dict[str, Any]],
     try:
         cfg = load_params(args.params, parse_overrides(args.overrides))
         run_stage(stage, run, cfg)
-    except (PipelineError, ParamsError, FileNotFoundError) as exc:
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        print(f"error: {stage}: {message}", file=sys.stderr)
-        return 2
+    except STAGE_ERRORS as exc:
+        return report_error(stage, exc)
     return 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import mlflow
 import pytest
 import yaml
 
@@ -24,7 +25,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    # mlflow.set_tracking_uri() (called by tasks.tracking and by tests reading a shared store)
+    # keeps a process-wide URI that wins over the environment: reset it to this test's store.
+    mlflow.set_tracking_uri(uri)
     monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect-home"))
     for var in ("DATA_MIRROR", "MLFLOW_PARENT_RUN_ID", "PIPELINE_RUN_ID", "PREFECT_FLOW_RUN_ID"):
         monkeypatch.delenv(var, raising=False)

@@ -11,7 +11,7 @@
   (plus shared words), so a classifier separates them. Deterministic bytes, ~60 KB, < 0.2 s.
 - `fixture_registry(zips, base_url, path) -> path`: a DATASET_REGISTRY YAML for those zips.
 - `fixture_env(folder) -> {"DATA_MIRROR": ..., "DATASET_REGISTRY": ...}`: fixtures as a local
-  mirror folder, no server needed (registry URLs point at the never-resolving `.invalid`).
+  mirror folder, no server needed (registry URLs point at a closed loopback port, never contacted).
 - `build_raw_tree(raw, names=None) -> {name: tree}`: what the download stage leaves in
   `paths.raw` (archives, extracted `<name>/` trees, markers), built without the stage.
 - `serve_directory(folder)`: context manager yielding the base URL of a threaded HTTP server
@@ -227,7 +227,7 @@ def fixture_env(folder: Path) -> dict[str, str]:
     """Fixture zips in `folder` as a local DATA_MIRROR, plus their DATASET_REGISTRY file."""
     folder = Path(folder)
     zips = build_nltk_fixtures(folder)
-    registry = fixture_registry(zips, "https://fixtures.invalid/nltk", folder / "registry.yaml")
+    registry = fixture_registry(zips, "http://127.0.0.1:9/nltk", folder / "registry.yaml")
     return {"DATA_MIRROR": str(folder), "DATASET_REGISTRY": str(registry)}
 
 

@@ -22,6 +22,7 @@ from tests.flowtools import (
     REPO,
     mlflow_runs,
     prefect_api_fixture,  # noqa: F401 (the prefect_api fixture)
+    stop_process,
     sub_env,
     task_runs,
     toy_run_fixture,  # noqa: F401 (the toy_run fixture)
@@ -63,13 +64,12 @@ def test_deploy_worker_and_run_with_overrides(tmp_path, toy_run):
     log = open(tmp_path / "worker.log", "w")  # noqa: SIM115 (closed below)
     worker = subprocess.Popen([str(BIN / "prefect"), "worker", "start", "--pool",
                                "local-process", "--limit", "1"], cwd=tmp_path, env=env,
-                              stdout=log, stderr=subprocess.STDOUT)
+                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         flow_run = run_deployment("pipeline/nightly", timeout=900, poll_interval=2,
                                   parameters={"overrides": {"vocab.min_count": 2}})
     finally:
-        worker.terminate()
-        worker.wait(timeout=60)
+        stop_process(worker, grace=30)
         log.close()
     assert flow_run.state.is_completed(), (tmp_path / "worker.log").read_text()[-4000:]
     flow_run_id = str(flow_run.id)

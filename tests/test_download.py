@@ -94,13 +94,13 @@ def test_unknown_dataset_is_a_config_error(make_cfg):
 def test_dataset_registry_file_adds_and_overrides_entries(tmp_path, make_cfg, monkeypatch):
     zips = build_nltk_fixtures(tmp_path / "mirror")
     (tmp_path / "mirror" / "tiny.zip").write_bytes(zips["abc"].read_bytes())
-    entries = yaml.safe_load(fixture_registry(zips, "https://x.invalid", tmp_path / "r.yaml")
+    entries = yaml.safe_load(fixture_registry(zips, "http://127.0.0.1:9", tmp_path / "r.yaml")
                              .read_text())
     tiny = {k: v for k, v in entries["abc"].items() if k in ("size", "sha256")}
     path = tmp_path / "registry.yaml"
     path.write_text(yaml.safe_dump({
-        "tiny": {"url": "https://x.invalid/tiny.zip", "reader": "plain_text", **tiny},
-        "brown": {"url": "https://x.invalid/brown.zip", "md5": entries["brown"]["md5"]},
+        "tiny": {"url": "http://127.0.0.1:9/tiny.zip", "reader": "plain_text", **tiny},
+        "brown": {"url": "http://127.0.0.1:9/brown.zip", "md5": entries["brown"]["md5"]},
         "sentence_polarity": entries["sentence_polarity"],  # data.labelled, from the fixtures
     }))
     with pytest.raises(ParamsError, match="unknown dataset 'tiny'"):
@@ -195,7 +195,7 @@ def cli(folder: Path, env: dict[str, str], *args: str) -> subprocess.CompletedPr
 
 def test_cli_stage_against_a_loopback_mirror(tmp_path):
     zips = build_nltk_fixtures(tmp_path / "mirror")
-    registry_file = fixture_registry(zips, "https://nltk.invalid/corpora", tmp_path / "r.yaml")
+    registry_file = fixture_registry(zips, "http://127.0.0.1:9/corpora", tmp_path / "r.yaml")
     project = tmp_path / "project"
     write_params(project, **{"tracking.enabled": False})  # MLflow: see the test below
     with FaultyServer(tmp_path / "mirror", {"brown.zip": Fault(status=500)}) as server:

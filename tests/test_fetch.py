@@ -29,7 +29,7 @@ def mirror(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Da
     """The fixture zips and their specs (URLs are rewritten per test to the live server)."""
     folder = tmp_path_factory.mktemp("mirror")
     zips = build_nltk_fixtures(folder)
-    specs = load_registry_file(fixture_registry(zips, "http://unused.invalid",
+    specs = load_registry_file(fixture_registry(zips, "http://127.0.0.1:9",
                                                 folder / "registry.yaml"))
     return folder, specs
 
@@ -218,7 +218,7 @@ def test_connection_refused_is_retried_then_fails_clearly(mirror, tmp_path):
 
 
 def test_data_mirror_folder_is_copied_and_verified(mirror, tmp_path):
-    folder, specs = mirror  # the spec URL (.invalid) is never contacted
+    folder, specs = mirror  # the spec URL (closed loopback port) is never contacted
     result = fetch(specs[NAME], tmp_path / FILE, FAST, mirror=str(folder))
     assert result.source == "mirror" and result.location == str(folder / FILE)
     assert result.sha256 == specs[NAME].sha256

@@ -24,6 +24,7 @@ from tests.flowtools import (
     TOY_STAGES,
     free_port,
     prefect_api_fixture,  # noqa: F401 (the prefect_api fixture)
+    stop_process,
     sub_env,
     toy_run_fixture,  # noqa: F401 (the toy_run fixture)
     wait_http,
@@ -56,17 +57,13 @@ def mlflow_ui(toy_run):
     log = open(log_file, "w")  # noqa: SIM115 (closed below)
     proc = subprocess.Popen([str(BIN / "mlflow"), "ui", "--backend-store-uri",
                              toy_run.mlflow_uri, "--host", "127.0.0.1", "--port", str(port)],
-                            env=sub_env(), stdout=log, stderr=subprocess.STDOUT)
+                            env=sub_env(), stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
     try:
         wait_http(f"http://127.0.0.1:{port}/health", timeout=120, proc=proc)
         yield f"http://127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()  # its graceful shutdown takes ~15 s on a busy box; nothing to save
-            proc.wait()
+        stop_process(proc, grace=5)  # its graceful shutdown takes ~15 s on a busy box
         log.close()
 
 

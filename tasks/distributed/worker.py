@@ -23,18 +23,17 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 import time
 from collections.abc import Sequence
 from typing import Any
 
 from tasks import tracking
 from tasks.atomic import PipelineError, write_json
-from tasks.config import PARAMS_FILE, Config, ParamsError, load_params
+from tasks.config import PARAMS_FILE, Config, load_params
 from tasks.distributed import w2v
 from tasks.distributed.cluster import Task, current_task, tf_config_from_pod_env
 from tasks.distributed.runtime import JobDir, plan_for
-from tasks.stage import metrics_path, parse_overrides, setup_logging
+from tasks.stage import STAGE_ERRORS, metrics_path, parse_overrides, report_error, setup_logging
 
 log = logging.getLogger("tasks.distributed")
 PUBLISH_WAIT = 900.0  # seconds a sync worker waits for the chief's outputs before exiting
@@ -169,10 +168,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             tracking.log_params({k: v for k, v in cfg.flat().items()
                                  if k.startswith("distributed.")})
             train_and_publish(cfg, job, task)
-    except (PipelineError, ParamsError, FileNotFoundError) as exc:
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        print(f"error: word2vec (distributed): {message}", file=sys.stderr)
-        return 2
+    except STAGE_ERRORS as exc:
+        return report_error("word2vec (distributed)", exc)
     return 0
 
 
