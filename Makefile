@@ -19,7 +19,7 @@ setup: $(STAMP)
 	.tools/bin/pip install --quiet uv
 
 $(STAMP): uv.lock pyproject.toml | $(UV)
-	$(UV) sync --frozen --extra dev --python python3.11
+	$(UV) sync --frozen --extra dev --extra k8s --python python3.11
 	touch $(STAMP)
 
 run: setup

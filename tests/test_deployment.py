@@ -145,3 +145,31 @@ def test_k8s_work_pool_accepts_the_template(tmp_path, prefect_api):
         pool = client.read_work_pool("k8s")
     assert pool.type == "kubernetes"
     assert pool.base_job_template == json.loads(template.read_text())
+
+
+def test_k8s_template_as_the_prefect_kubernetes_worker_builds_it(prefect_api):
+    """The Job a real `prefect worker --type kubernetes` (prefect-kubernetes, the `k8s` extra)
+    would submit for a flow run: the worker's own configuration class fills the template."""
+    import asyncio
+    import uuid
+
+    import kubernetes_validate
+    from prefect.client.schemas.objects import FlowRun
+    from prefect_kubernetes.worker import KubernetesWorker, KubernetesWorkerJobConfiguration
+
+    template = json.loads((K8S / "base-job-template.json").read_text())
+    default = KubernetesWorker.get_default_base_job_template()
+    # Every variable the worker's default template offers is still offered (none dropped).
+    assert set(default["variables"]["properties"]) <= set(template["variables"]["properties"])
+
+    config = asyncio.run(KubernetesWorkerJobConfiguration.from_template_and_values(
+        template, {"image": "registry.example.com/w2v-cnn:1.0"}))
+    config.prepare_for_flow_run(FlowRun(flow_id=uuid.uuid4(), name="nightly-run"))
+    job = config.job_manifest
+    kubernetes_validate.validate(job, kubernetes_validate.latest_version(), strict=True)
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "registry.example.com/w2v-cnn:1.0"
+    assert container["workingDir"] == "/workspace/w2v-cnn"
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["DVC_NO_ANALYTICS"] == "1" and "PREFECT__FLOW_RUN_ID" in env
+    assert container["args"][:3] == ["prefect", "flow-run", "execute"]
