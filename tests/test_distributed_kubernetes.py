@@ -31,7 +31,7 @@ K8S_VERSION = "1.33.0"
 def manifests_for(make_cfg, **overrides):
     cfg = make_cfg(**{"distributed.backend": "kubernetes", **overrides})
     args = worker_args("w2v-test-1", "params.yaml", {"distributed.workers": 4})
-    return cfg, k8s.render(cfg, "w2v-test-1", args, {"MLFLOW_TRACKING_URI": "http://mlflow:5000"})
+    return cfg, k8s.render(cfg, "w2v-test-1", args, {"MLFLOW_TRACKING_URI": "http://127.0.0.1:5000"})
 
 
 @pytest.mark.parametrize(("strategy", "roles"), [
@@ -58,7 +58,7 @@ def test_manifests_validate_against_the_kubernetes_schemas(make_cfg, strategy, r
         assert container["workingDir"] == "/workspace/w2v-cnn"
         assert container["command"][:3] == ["python", "-m", "tasks.distributed.worker"]
         env = {e["name"]: e["value"] for e in container["env"]}
-        assert env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+        assert env["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:5000"
         # What the pod does at start: its TF_CONFIG from the env + the Job's index.
         role = env["TF_TASK_TYPE"]
         last = spec["completions"] - 1

@@ -118,14 +118,14 @@ def test_dataset_registry_file_adds_and_overrides_entries(tmp_path, make_cfg, mo
 
 
 @pytest.mark.parametrize(("entry", "message"), [
-    ({"x": {"url": "https://h/x.zip", "size": 3, "reader": "plain_text"}}, "needs md5"),
-    ({"x": {"url": "https://h/x.zip", "md5": "ABC", "reader": "r"}}, "x.md5: expected lowercase"),
-    ({"x": {"url": "https://h/x.zip", "md5": "a" * 32}}, "x.reader"),
+    ({"x": {"url": "https://127.0.0.1/x.zip", "size": 3, "reader": "plain_text"}}, "needs md5"),
+    ({"x": {"url": "https://127.0.0.1/x.zip", "md5": "ABC", "reader": "r"}}, "x.md5: expected lowercase"),
+    ({"x": {"url": "https://127.0.0.1/x.zip", "md5": "a" * 32}}, "x.reader"),
     ({"x": {"url": "ftp://h/x.zip", "md5": "a" * 32, "reader": "r"}}, "x.url"),
-    ({"x": {"url": "https://h/", "md5": "a" * 32, "reader": "r"}}, "x.url"),
-    ({"../x": {"url": "https://h/x.zip", "md5": "a" * 32, "reader": "r"}}, "dataset name"),
-    ({"brown": {"url": "https://h/b.zip", "md5": "a" * 32, "sise": 3}}, "brown.sise: unknown"),
-    ({"brown": {"url": "https://h/b.zip", "md5": "a" * 32, "archive": "rar"}}, "brown.archive"),
+    ({"x": {"url": "https://127.0.0.1/", "md5": "a" * 32, "reader": "r"}}, "x.url"),
+    ({"../x": {"url": "https://127.0.0.1/x.zip", "md5": "a" * 32, "reader": "r"}}, "dataset name"),
+    ({"brown": {"url": "https://127.0.0.1/b.zip", "md5": "a" * 32, "sise": 3}}, "brown.sise: unknown"),
+    ({"brown": {"url": "https://127.0.0.1/b.zip", "md5": "a" * 32, "archive": "rar"}}, "brown.archive"),
     ("[not, a, mapping]", "expected a mapping"),
     ("brown: {url: [", "not valid YAML"),
 ])

@@ -252,7 +252,7 @@ def test_source_resolution_and_redaction(mirror):
     _, specs = mirror
     spec = specs[NAME]
     assert resolve_source(spec, None) == ("url", spec.url)
-    assert resolve_source(spec, "https://m.example/nltk/") == (
-        "mirror", f"https://m.example/nltk/{FILE}")
+    assert resolve_source(spec, "https://127.0.0.1:8443/nltk/") == (
+        "mirror", f"https://127.0.0.1:8443/nltk/{FILE}")
     assert resolve_source(spec, "file:///srv/mirror") == ("mirror", f"/srv/mirror/{FILE}")
-    assert redact("https://user:secret@m.example:8443/x.zip") == "https://m.example:8443/x.zip"
+    assert redact("https://user:secret@127.0.0.1:8443/x.zip") == "https://127.0.0.1:8443/x.zip"
