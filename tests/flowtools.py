@@ -281,10 +281,13 @@ def task_logs(task_run_id: str) -> list[str]:
 
 
 def mlflow_runs(uri: str, experiment: str = "w2v-cnn") -> list:
-    import mlflow
+    """Every run of `experiment` in the store at `uri` (the process-wide MLflow URI is left
+    alone: a client per store, so later tests still read their own)."""
+    from mlflow import MlflowClient
 
-    mlflow.set_tracking_uri(uri)
-    return mlflow.search_runs(experiment_names=[experiment], output_format="list")
+    client = MlflowClient(uri)
+    found = client.get_experiment_by_name(experiment)
+    return client.search_runs([found.experiment_id], max_results=10_000) if found else []
 
 
 @dataclass(frozen=True)
