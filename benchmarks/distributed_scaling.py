@@ -31,9 +31,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tasks.config import load_params  # noqa: E402
+from tasks.core.params import load_params  # noqa: E402
+from tasks.core.stage import parse_overrides  # noqa: E402
 from tasks.distributed import launch  # noqa: E402
-from tasks.stage import parse_overrides  # noqa: E402
 
 RUNS = {
     "single": None,

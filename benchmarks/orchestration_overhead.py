@@ -101,7 +101,7 @@ def noop(root: Path, repeat: int, api_url: str) -> dict:
 def copy_project(source: Path, dest: Path, overrides: dict) -> Path:
     import yaml
 
-    from tasks.config import apply_overrides, parse
+    from tasks.core.params import apply_overrides, parse
     from tests.flowtools import git
 
     dest.mkdir(parents=True)
@@ -173,7 +173,7 @@ def full(source: Path, overrides: dict, api_url: str, repeat: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tasks.stage import parse_overrides
+    from tasks.core.stage import parse_overrides
 
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -6,7 +6,7 @@
 Hyperparameters (both): skip-gram, 100 dims, window 5, 5 negatives, sample 1e-3, min_count 5,
 learning rate 0.025 -> 0.0001, `--epochs` (default 5); gensim with workers=2 (this machine
 has 2 cores), ours with word2vec.batch_size from params. Paths (corpus, eval files, restrict
-vocab) come from params.yaml through tasks/config.py.
+vocab) come from params.yaml through tasks/core/params.py.
 
 Timing: each side's vocabulary build (+ our corpus encoding) and its training are timed
 separately; words/sec = epochs x corpus tokens / training seconds (raw words, the gensim
@@ -15,7 +15,7 @@ other jobs on a shared machine disturb less than wall time. Our training runs th
 evaluation switched off so both train the same way). The two run back to back in one process;
 the load average before and after each is recorded, since other jobs may share the CPU.
 
-Evaluation: both models scored by the same code (tasks/w2v_eval.py: analogies over the 30k
+Evaluation: both models scored by the same code (tasks/embeddings/evaluation.py: analogies over the 30k
 most frequent words, WordSim-353 Spearman), plus gensim's own evaluate_word_analogies on both
 as a cross-check. Output: a summary on stdout and benchmarks/results/word2vec_vs_gensim.json.
 """
@@ -49,7 +49,7 @@ def scores(cfg: Any, words: list[str], vectors: np.ndarray) -> dict[str, Any]:
     """Our evaluator, and gensim's evaluate_word_analogies on the same vectors."""
     from gensim.models import KeyedVectors
 
-    from tasks.w2v_eval import evaluate_vectors
+    from tasks.embeddings.evaluation import evaluate_vectors
 
     w = cfg.word2vec
     ours = evaluate_vectors(words, vectors, cfg.resolve(w.analogy_file),
@@ -88,9 +88,9 @@ def run_gensim(cfg: Any, corpus: Path, epochs: int, tokens: int) -> dict[str, An
 
 
 def run_ours(cfg: Any, corpus: Path, epochs: int, tokens: int) -> dict[str, Any]:
-    from tasks import vocab as vocab_stage
-    from tasks.models.word2vec import Word2VecSpec
-    from tasks.w2v_train import Trainer
+    from tasks.embeddings.model import Word2VecSpec
+    from tasks.embeddings.training import Trainer
+    from tasks.text import vocabulary as vocab_stage
 
     before = load()
     t0 = time.perf_counter()
@@ -124,7 +124,7 @@ def run_ours(cfg: Any, corpus: Path, epochs: int, tokens: int) -> dict[str, Any]
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tasks.config import load_params
+    from tasks.core.params import load_params
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--params", default=str(REPO / "params.yaml"))

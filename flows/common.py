@@ -1,8 +1,8 @@
 """What the flows record about a pipeline run: the MLflow parent run, metrics, summary rows.
 
-- `ParentRun`: one MLflow run per pipeline run, created through `tasks.tracking.configure`
+- `ParentRun`: one MLflow run per pipeline run, created through `tasks.core.tracking.configure`
   (same store and experiment as the stage runs). Its id goes to the stage processes as
-  `MLFLOW_PARENT_RUN_ID`, so tasks/tracking.py nests each stage run under it. Tags: git
+  `MLFLOW_PARENT_RUN_ID`, so tasks/core/tracking.py nests each stage run under it. Tags: git
   commit, Prefect flow-run id, DVC experiment name, variant, `data.<path>` hashes from
   dvc.lock; params: the overrides; metrics: `<stage>.<name>` from the stages' metrics files.
 - `read_metrics(cfg, stages, rev)`: `<paths.metrics>/<stage>.json`, from the workspace or
@@ -19,8 +19,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from tasks import tracking
-from tasks.config import Config
+from tasks.core import tracking
+from tasks.core.params import Config
 
 
 def git(root: Path | str, *args: str) -> str | None:

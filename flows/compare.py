@@ -5,7 +5,7 @@
         --group-by params.cnn.embedding_init
 
 Inputs: the MLflow store (`--tracking-uri`, else MLFLOW_TRACKING_URI, else the store
-params.yaml's `tracking` section points at, as tasks/tracking.py resolves it) and experiment
+params.yaml's `tracking` section points at, as tasks/core/tracking.py resolves it) and experiment
 (default `tracking.experiment`). Only runs that logged the metric count, so stage runs
 (e.g. the cnn runs' `test_accuracy`) and pipeline parent runs (`cnn.test_accuracy`) are
 compared separately. `--group-by` is any search_runs column (`tags.X`, `params.X`); a bare
@@ -16,7 +16,6 @@ Used by the `sweep` flow for its comparison artifact.
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -81,8 +80,10 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     import mlflow
 
-    from tasks import tracking
-    from tasks.config import ParamsError, load_params
+    from tasks.core import tracking
+    from tasks.core.errors import ParamsError
+    from tasks.core.params import load_params
+    from tasks.core.stage import report_error
 
     parser = argparse.ArgumentParser(prog="python -m flows.compare", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -96,16 +97,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         cfg = load_params(args.params) if not (args.tracking_uri and args.experiment) else None
     except ParamsError as exc:
-        print(f"error: compare: {exc}", file=sys.stderr)
-        return 2
+        return report_error("compare", exc)
     uri = args.tracking_uri or (tracking.tracking_uri(cfg) if cfg else "")
     mlflow.set_tracking_uri(uri)
     experiment = args.experiment or cfg.tracking.experiment
     rows = latest_per_group(search(experiment, args.filter), args.metric, args.group_by)
     if not rows:
-        print(f"error: compare: no run in experiment {experiment!r} ({uri}) has metric "
-              f"{args.metric!r}", file=sys.stderr)
-        return 1
+        return report_error("compare", f"no run in experiment {experiment!r} ({uri}) has "
+                                       f"metric {args.metric!r}", 1)
     print(format_table(rows))
     return 0
 

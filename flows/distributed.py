@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
-import sys
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -35,7 +34,8 @@ from flows import stages as dvc
 from flows.common import ParentRun, read_metrics
 from flows.overrides import validate
 from flows.pipeline import line_logger, stage_state
-from tasks.config import Config, ParamsError
+from tasks.core.errors import ParamsError
+from tasks.core.params import Config
 from tasks.distributed import ClusterShape, launch, new_job_id, worker_args
 from tasks.distributed.cluster import local_cluster, tf_config
 
@@ -152,7 +152,7 @@ def distributed(backend: str | None = None, strategy: str | None = None,
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tasks.stage import parse_overrides
+    from tasks.core.stage import parse_overrides, report_error
 
     parser = argparse.ArgumentParser(prog="python -m flows.distributed", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -173,14 +173,12 @@ def main(argv: list[str] | None = None) -> int:
                                           args.image, parse_overrides(args.overrides))
         validate(args.root, overrides)
     except ParamsError as exc:
-        print(f"error: distributed: {exc}", file=sys.stderr)
-        return 2
+        return report_error("distributed", exc)
     try:
         summary = distributed(overrides=overrides, dry_run=args.dry_run, root=args.root,
                               keep=args.keep)
     except Exception as exc:  # the flow run is Failed; Prefect has logged the traceback
-        print(f"error: distributed: {exc}", file=sys.stderr)
-        return 1
+        return report_error("distributed", exc, 1)
     if args.dry_run and not args.json:
         print(summary["text"])
     else:

@@ -1,8 +1,8 @@
 """A params-overrides run of the whole pipeline as one DVC experiment, split per stage.
 
 `Experiment(root, name, overrides, env, stages).start()` runs
-`dvc exp run --temp --name <name> -S k=v ... dvc.yaml` (only this dvc.yaml's pipeline, not
-e.g. compare/dvc.yaml) in the background; a reader thread splits DVC's output at its stage
+`dvc exp run --temp --name <name> -S k=v ... dvc.yaml` (the root dvc.yaml's pipeline only)
+in the background; a reader thread splits DVC's output at its stage
 markers (flows.stages.STAGE_EVENT) into one queue per stage, so each stage's Prefect task
 can `follow(stage, on_line)` its own part live and end when DVC moves on. `wait()` returns 0
 or raises StageError; `close()` stops DVC if the flow gives up. Dependencies outside the repo

@@ -1,7 +1,7 @@
 """Params overrides as the flows pass them on: validation, DVC `-S` arguments, names.
 
 An override mapping is `{dotted params key: value}`, e.g. `{"cnn.embedding_init": "rand"}`.
-`validate(root, overrides)` runs it through the project's one parser (tasks.config) before any
+`validate(root, overrides)` runs it through the project's one parser (tasks.core.params) before any
 work; `set_param_args` turns it into `dvc exp run -S key=value` arguments in DVC's (Hydra)
 override syntax; `variant_name` and `exp_name` make stable, readable names for MLflow tags
 and DVC experiment names (which must be valid git ref components).
@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from tasks.config import Config, load_params
+from tasks.core.params import Config, load_params
 
 _PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_./:-]*")
 _RESERVED = {"true", "false", "null", "none", "nan", "inf", "yes", "no", "on", "off"}

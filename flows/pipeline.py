@@ -3,7 +3,7 @@
     python -m flows.pipeline                                  # like `dvc repro`, in Prefect
     python -m flows.pipeline --set cnn.embedding_init=rand    # a DVC experiment (--temp)
 
-Parameters: `overrides` (dotted params keys -> values, validated by tasks.config before any
+Parameters: `overrides` (dotted params keys -> values, validated by tasks.core.params before any
 work), `root` (the project checkout, default the working directory), `variant` (MLflow tag
 `variant`, default derived from the overrides), `exp_name` (DVC experiment name),
 `mlflow_tags` (extra tags on the MLflow parent run), `lock_timeout` (seconds to wait for a
@@ -25,7 +25,6 @@ import contextlib
 import json
 import logging
 import os
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -153,8 +152,8 @@ def pipeline(overrides: dict[str, Any] | None = None, root: str = ".",
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tasks.config import ParamsError
-    from tasks.stage import parse_overrides
+    from tasks.core.errors import ParamsError
+    from tasks.core.stage import parse_overrides, report_error
 
     parser = argparse.ArgumentParser(prog="python -m flows.pipeline", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -169,15 +168,13 @@ def main(argv: list[str] | None = None) -> int:
         overrides = parse_overrides(args.overrides)
         PipelineRun.validate_only(args.root, overrides)
     except (ParamsError, dvc.StageError) as exc:
-        print(f"error: pipeline: {exc}", file=sys.stderr)
-        return 2
+        return report_error("pipeline", exc)
     try:
         with local_server_settings():
             summary = pipeline(overrides=overrides, root=args.root, variant=args.variant,
                                exp_name=args.name)
     except Exception as exc:  # the flow run is Failed; Prefect has logged the traceback
-        print(f"error: pipeline: {exc}", file=sys.stderr)
-        return 1
+        return report_error("pipeline", exc, 1)
     if args.json:
         print(json.dumps(summary, default=str))
     else:

@@ -29,7 +29,7 @@ from flows.common import (
 from flows.experiment import Experiment
 from flows.overrides import exp_name as make_exp_name
 from flows.overrides import validate, variant_name
-from tasks import tracking
+from tasks.core import tracking
 
 
 class PipelineRun:

@@ -157,7 +157,7 @@ def error_line(lines: Sequence[str]) -> str:
 
 def changed_stages(root: Path | str, env: Mapping[str, str] | None = None) -> set[str] | None:
     """Stages `dvc status` reports as changed; None if DVC could not tell (then run them all)."""
-    # Target dvc.yaml: only this pipeline (other dvc.yaml files, e.g. compare/, are not ours).
+    # Target the root dvc.yaml only: any other dvc.yaml a user adds below is not this pipeline.
     result = subprocess.run(dvc_command("status", "--json", "dvc.yaml"), cwd=root,
                             env=dict(env or stage_env()), capture_output=True, text=True)
     if result.returncode != 0:

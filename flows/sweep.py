@@ -7,7 +7,7 @@
 Parameters: `variants` (a list of overrides mappings; default: `cnn.embedding_init` = rand,
 static, non-static, multichannel), `root`, `metrics` (MLflow metric names of the pipeline
 parent runs to show, `<stage>.<metric>`; default: those of KEY_METRICS that exist), `name`
-(label for the sweep). Every mapping is validated (tasks.config) before the first variant runs.
+(label for the sweep). Every mapping is validated (tasks.core.params) before the first variant runs.
 
 Each variant is a `pipeline` subflow run: a DVC experiment named
 `sweep-<overrides>-<sweep id>`, an MLflow parent run tagged `sweep_id` and `variant`.
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -30,9 +29,10 @@ from prefect.runtime import flow_run
 from flows.compare import search
 from flows.overrides import exp_name, slug, validate, variant_name
 from flows.pipeline import local_server_settings, pipeline
+from tasks.core.params import CNN_VARIANTS
 
 DEFAULT_VARIANTS: list[dict[str, Any]] = [
-    {"cnn.embedding_init": init} for init in ("rand", "static", "non-static", "multichannel")]
+    {"cnn.embedding_init": init} for init in CNN_VARIANTS]
 
 
 KEY_METRICS = ["cnn.test_accuracy", "cnn.dev_accuracy", "word2vec.analogy_accuracy",
@@ -82,7 +82,7 @@ def sweep(variants: list[dict[str, Any]] | None = None, root: str = ".",
             logger.error("variant %s failed: %s", label, state.message)
     rows = []
     if cfg.tracking.enabled:
-        from tasks import tracking
+        from tasks.core import tracking
 
         tracking.configure(cfg)
         runs = search(cfg.tracking.experiment,
@@ -97,8 +97,8 @@ def sweep(variants: list[dict[str, Any]] | None = None, root: str = ".",
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tasks.config import ParamsError
-    from tasks.stage import parse_overrides
+    from tasks.core.errors import ParamsError
+    from tasks.core.stage import parse_overrides, report_error
 
     parser = argparse.ArgumentParser(prog="python -m flows.sweep", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -113,14 +113,12 @@ def main(argv: list[str] | None = None) -> int:
         for overrides in variants or DEFAULT_VARIANTS:
             validate(args.root, overrides)
     except (ParamsError, ValueError) as exc:  # a bad key or value, or bad JSON
-        print(f"error: sweep: {exc}", file=sys.stderr)
-        return 2
+        return report_error("sweep", exc)
     try:
         with local_server_settings():
             rows = sweep(variants=variants, root=args.root, name=args.name)
     except Exception as exc:
-        print(f"error: sweep: {exc}", file=sys.stderr)
-        return 1
+        return report_error("sweep", exc, 1)
     print(json.dumps(rows, default=str, indent=1))
     return 0
 

@@ -24,11 +24,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tasks import tracking
-from tasks.atomic import PipelineError, atomic_file
-from tasks.config import PARAMS_FILE, Config, ParamsError, load_params
-from tasks.models.kim_cnn import VARIANTS
-from tasks.stage import parse_overrides, stage_main
+from tasks.classifier.model import VARIANTS
+from tasks.core import tracking
+from tasks.core.atomic import atomic_file
+from tasks.core.errors import ParamsError, PipelineError
+from tasks.core.params import PARAMS_FILE, Config, load_params
+from tasks.core.stage import parse_overrides, report_error, stage_main
 
 KIM_MR = {"rand": 76.1, "static": 81.0, "non-static": 81.5, "multichannel": 81.1}  # Table 2
 
@@ -149,8 +150,7 @@ def main(argv=None) -> int:
         try:
             train_variants(args.params, args.overrides)
         except (PipelineError, ParamsError) as exc:
-            print(f"error: compare: {exc}", file=sys.stderr)
-            return 2
+            return report_error("compare", exc)
     return stage_main("compare", run, argv)
 
 

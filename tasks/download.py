@@ -2,8 +2,8 @@
 
 Params: `data` (corpus, labelled, custom) and `download` (connect_timeout, read_timeout,
 retries, backoff, max_extract_mb). Environment: `DATA_MIRROR` (a folder or base URL used
-instead of the public URLs, see tasks/fetch.py) and `DATASET_REGISTRY` (a YAML file adding
-or overriding registry entries, see tasks/datasets.py).
+instead of the public URLs, see tasks/ingest/fetch.py) and `DATASET_REGISTRY` (a YAML file adding
+or overriding registry entries, see tasks/core/catalog.py).
 
 Datasets: the registry names in `data.corpus`, then `data.labelled` if it is one, each once.
 Outputs, under `paths.raw`:
@@ -29,13 +29,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tasks import tracking
-from tasks.archive import extract
-from tasks.atomic import PipelineError, write_json
-from tasks.config import Config, Download
-from tasks.datasets import DatasetSpec, registry
-from tasks.fetch import MIRROR_ENV, FetchResult, fetch, redact
-from tasks.stage import stage_main
+from tasks.core import tracking
+from tasks.core.atomic import write_json
+from tasks.core.catalog import DatasetSpec, registry
+from tasks.core.errors import PipelineError
+from tasks.core.params import Config, Download
+from tasks.core.stage import stage_main
+from tasks.ingest.archive import extract
+from tasks.ingest.fetch import MIRROR_ENV, FetchResult, fetch, redact
 
 log = logging.getLogger("tasks.download")  # not "__main__" under python -m
 

@@ -19,58 +19,20 @@ projector/.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tasks import tracking
-from tasks.atomic import PipelineError, atomic_dir
-from tasks.config import Config
-from tasks.stage import stage_main
-
-RESERVED = 2  # <pad>, <unk>
-
-
-def write_projector(folder: Path, words: Sequence[str], vectors: np.ndarray) -> None:
-    """A TensorBoard projector in `folder`: metadata.tsv + checkpointed tensor + config."""
-    import tensorflow as tf
-    from tensorboard.plugins import projector
-
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / "metadata.tsv", "w", encoding="utf-8", newline="\n") as handle:
-        handle.writelines(f"{w}\n" for w in words)   # one column: no header line
-    embedding = tf.Variable(np.asarray(vectors, np.float32), name="embedding")
-    tf.train.Checkpoint(embedding=embedding).write(str(folder / "embedding.ckpt"))
-    config = projector.ProjectorConfig()
-    entry = config.embeddings.add()
-    entry.tensor_name = "embedding/.ATTRIBUTES/VARIABLE_VALUE"
-    entry.metadata_path = "metadata.tsv"
-    projector.visualize_embeddings(str(folder), config)
-
-
-def write_vectors_txt(path: Path, words: Sequence[str], vectors: np.ndarray) -> None:
-    """word2vec text format: header `n d`, then one `word v1 ... vd` line per word."""
-    n, d = vectors.shape
-    row_format = " ".join(["%.7g"] * d)
-    with open(path, "w", encoding="utf-8", newline="\n") as handle:
-        handle.write(f"{n} {d}\n")
-        for word, row in zip(words, vectors.tolist(), strict=True):
-            handle.write(f"{word} {row_format % tuple(row)}\n")
-
-
-def export_matrix(embeddings: np.ndarray) -> np.ndarray:
-    """The exported [V, d] float32 matrix: <pad> zeros, <unk> the mean real vector."""
-    out = np.array(embeddings, dtype=np.float32, copy=True)
-    out[0] = 0.0
-    out[1] = out[RESERVED:].mean(axis=0) if len(out) > RESERVED else 0.0
-    return out
+from tasks.core import tracking
+from tasks.core.atomic import atomic_dir
+from tasks.core.errors import PipelineError
+from tasks.core.params import Config
+from tasks.core.stage import stage_main
+from tasks.embeddings.exporters import RESERVED, export_matrix, write_projector, write_vectors_txt
+from tasks.text.vocabulary import load_vocab
 
 
 def run(cfg: Config) -> dict[str, Any]:
-    from tasks.vocab import load_vocab
-
     source = cfg.path("word2vec") / "embeddings.npy"
     if not source.is_file():
         raise PipelineError(f"{source} not found: run the word2vec stage first")

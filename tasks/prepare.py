@@ -2,10 +2,10 @@
 
 Params: `seed`, `data` (corpus, labelled, custom), `prepare` (lowercase, min_tokens,
 dev_fraction, test_fraction, folds).
-Inputs: `<paths.raw>/<name>/` (download stage) and `data.custom` files, via `tasks.readers`.
+Inputs: `<paths.raw>/<name>/` (download stage) and `data.custom` files, via `tasks.ingest.readers`.
 Outputs, written together into `<paths.prepared>/` (atomic_dir: all or nothing):
 - corpus.txt   the `data.corpus` datasets in order, one sentence per line, tokens from
-               `tasks.textnorm.clean_str` joined by single spaces;
+               `tasks.text.normalize.clean_str` joined by single spaces;
 - train.tsv, dev.tsv, test.tsv   `label<TAB>text` (header), in reading order;
 - all.tsv      `label<TAB>text<TAB>split<TAB>fold` (fold -1 when `prepare.folds` is 0);
 - labels.txt   sorted class names, line index = class id.
@@ -24,12 +24,14 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from tasks import readers, tracking
-from tasks.atomic import PipelineError, atomic_dir
-from tasks.config import Config
-from tasks.split import SPLITS, assign_folds, assign_splits
-from tasks.stage import stage_main
-from tasks.textnorm import clean_str
+from tasks.core import tracking
+from tasks.core.atomic import atomic_dir
+from tasks.core.errors import PipelineError
+from tasks.core.params import Config
+from tasks.core.stage import stage_main
+from tasks.ingest import readers
+from tasks.ingest.split import SPLITS, assign_folds, assign_splits
+from tasks.text.normalize import clean_str
 
 log = logging.getLogger(__name__)
 

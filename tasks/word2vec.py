@@ -16,12 +16,12 @@ Metrics (<paths.metrics>/word2vec.json): analogy_accuracy/_semantic/_syntactic/_
 (+ per-section), wordsim353_spearman/_pairs/_oov, words_per_sec (raw corpus tokens per second
 of training, the gensim convention), final_loss, train_seconds, epochs, steps.
 Plot data: <paths.metrics>/word2vec_loss.json (per-epoch loss and eval scores).
-The training loop is tasks/w2v_train.py; the model tasks/models/word2vec.py.
+Library code: tasks/embeddings/ (training.py the loop, model.py the model, queries.py the
+nearby/analogy CLI, exporters.py the projector).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
@@ -30,45 +30,20 @@ from typing import Any
 
 import numpy as np
 
-from tasks import tracking, w2v_eval
-from tasks.atomic import PipelineError, atomic_file, write_json
-from tasks.config import PARAMS_FILE, Config, ParamsError, load_params
-from tasks.stage import parse_overrides, stage_main
+from tasks.core import tracking
+from tasks.core.atomic import atomic_file, write_json
+from tasks.core.errors import PipelineError
+from tasks.core.params import Config
+from tasks.core.stage import stage_main
+from tasks.embeddings import evaluation as w2v_eval
+from tasks.embeddings import queries
+from tasks.embeddings.exporters import write_projector
+from tasks.embeddings.training import build_trainer
 
 log = logging.getLogger(__name__)
 
 
-def build_trainer(cfg: Config) -> Any:
-    """Check the inputs (eval files first: fail before training), load vocab and corpus, and
-    return the Trainer (tasks/w2v_train.py) that resumes from any matching checkpoint."""
-    from tasks.models.word2vec import Word2VecSpec
-    from tasks.vocab import encode_file, load_vocab
-    from tasks.w2v_train import Trainer, fingerprint
-
-    w = cfg.word2vec
-    corpus = cfg.path("prepared") / "corpus.txt"
-    if not corpus.is_file():
-        raise PipelineError(f"{corpus} not found: run the prepare stage first")
-    w2v_eval.load_analogies(cfg.resolve(w.analogy_file))
-    w2v_eval.load_wordsim(cfg.resolve(w.wordsim_file))
-    vocab = load_vocab(cfg.path("vocab"))
-    ids, starts = encode_file(corpus, vocab)
-    if float(np.asarray(vocab.keep_prob)[ids].sum()) < 2:
-        raise PipelineError(f"{corpus}: no in-vocabulary tokens to train on")
-    spec = Word2VecSpec(vocab_size=vocab.size, dims=w.dims, model=w.model, loss=w.loss,
-                        negatives=w.negatives, window=w.window, seed=cfg.seed)
-    out = cfg.path("word2vec")
-    out.mkdir(parents=True, exist_ok=True)
-    for stale in ("embeddings.npy", "model.json"):   # never left beside a newer checkpoint
-        (out / stale).unlink(missing_ok=True)
-    fp = fingerprint(cfg, cfg.path("vocab") / "vocab.npz", corpus)
-    return Trainer(cfg, spec, vocab, ids, starts, out, fp,
-                   lambda emb: w2v_eval.evaluate(cfg, vocab, emb))
-
-
 def run(cfg: Config) -> dict[str, Any]:
-    from tasks.export import write_projector
-
     w, out = cfg.word2vec, cfg.path("word2vec")
     trainer = build_trainer(cfg)
     vocab = trainer.vocab
@@ -101,45 +76,10 @@ def run(cfg: Config) -> dict[str, Any]:
             "resumed_from_step": result["resumed_from_step"], "vocab_size": vocab.size,
             "corpus_tokens": int(len(trainer.ids))}
 
-
-def query_main(argv: Sequence[str]) -> int:
-    """`nearby` / `analogy` subcommands; one-line errors, exit code 2."""
-    from tasks.w2v_query import analogy, load_embeddings, nearby
-
-    parser = argparse.ArgumentParser(prog="python -m tasks.word2vec")
-    sub = parser.add_subparsers(dest="command", required=True)
-    near = sub.add_parser("nearby", help="top-k cosine neighbours of each word")
-    near.add_argument("words", nargs="+")
-    near.add_argument("--k", type=int, default=8)
-    ana = sub.add_parser("analogy", help="a is to b as c is to ? (3CosAdd)")
-    ana.add_argument("words", nargs=3, metavar="WORD", help="a b c")
-    ana.add_argument("--k", type=int, default=4)
-    for p in (near, ana):
-        p.add_argument("--params", default=PARAMS_FILE)
-        p.add_argument("--set", dest="overrides", action="append", default=[])
-        p.add_argument("--from", dest="source", choices=("word2vec", "export"),
-                       default="word2vec")
-    args = parser.parse_args(argv)
-    try:
-        cfg = load_params(args.params, parse_overrides(args.overrides))
-        emb = load_embeddings(cfg, args.source)
-        if args.command == "nearby":
-            for word, hits in nearby(emb, args.words, args.k).items():
-                print(f"{word}: " + ", ".join(f"{w} {s:.3f}" for w, s in hits))
-        else:
-            a, b, c = args.words
-            hits = analogy(emb, a, b, c, args.k)
-            print(f"{a} : {b} :: {c} : " + ", ".join(f"{w} {s:.3f}" for w, s in hits))
-    except (PipelineError, ParamsError) as exc:
-        print(f"error: word2vec: {str(exc).splitlines()[0]}", file=sys.stderr)
-        return 2
-    return 0
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ("nearby", "analogy"):
-        return query_main(argv)
+        return queries.main(argv)
     if argv and argv[0] == "run":
         argv = argv[1:]
     return stage_main("word2vec", run, argv)

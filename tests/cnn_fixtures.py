@@ -3,7 +3,7 @@
 `write_inputs(root, ...)` creates, under a project root laid out as params.yaml's `paths`:
 - data/prepared/{train,dev,test}.tsv, all.tsv (with `fold`), labels.txt: two classes whose
   sentences use POSITIVE or NEGATIVE words among shared FILLER words (already clean_str'ed);
-- data/vocab/vocab.tsv + vocab.npz (the vocab stage's format: <pad>, <unk>, words by count);
+- data/vocab/vocab.tsv + vocab.npz, built by the product's own `tasks.text.vocabulary`;
 - data/export/embeddings.npy [V, DIMS] + vocab.tsv, with a planted sentiment direction
   (dimension 0) so pretrained variants start informed; MISSING words are left out of it.
 `TINY` are `cnn` params small enough for a few seconds of CPU training.
@@ -15,6 +15,8 @@ import collections
 from pathlib import Path
 
 import numpy as np
+
+from tasks.text import vocabulary
 
 POSITIVE = ["good", "great", "witty", "gorgeous", "fine", "moving", "superb", "fun"]
 NEGATIVE = ["bad", "awful", "dull", "boring", "poor", "messy", "tedious", "flat"]
@@ -55,15 +57,11 @@ def write_inputs(root: Path, sizes: tuple[int, int, int] = (40, 12, 12), seed: i
               [[*r, str(i % folds)] for i, r in enumerate(everything)])
     (prepared / "labels.txt").write_text("neg\npos\n", encoding="utf-8")
 
+    # The vocabulary table as the vocab stage builds it (every word kept, no sub-sampling).
     counts = collections.Counter(w for r in everything for w in r[1].split())
-    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-    words = ["<pad>", "<unk>", *(w for w, _ in ranked)]
-    write_tsv(vocab / "vocab.tsv", ["index", "word", "count", "keep_prob", "noise_prob"],
-              [[str(i), w, str(counts.get(w, 0)), "1.0", "0.0"] for i, w in enumerate(words)])
-    freq = np.array([counts.get(w, 0) for w in words], dtype=np.float64)
-    np.savez(vocab / "vocab.npz", words=np.array(words), counts=freq.astype(np.int64),
-             keep_prob=(freq > 0).astype(np.float32),
-             noise_prob=(freq / freq.sum()).astype(np.float32))
+    table = vocabulary.build(counts, min_count=1, max_size=0, sample=0.0, noise_power=0.75)
+    vocabulary.write(table, vocab)
+    words = table["words"].tolist()
 
     exported = [w for w in words if w not in MISSING]
     vectors = rng.normal(0, 0.3, size=(len(exported), DIMS)).astype(np.float32)

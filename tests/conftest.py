@@ -16,7 +16,7 @@ import mlflow
 import pytest
 import yaml
 
-from tasks.config import Config, parse
+from tasks.core.params import Config, parse
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -27,7 +27,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    # mlflow.set_tracking_uri() (called by tasks.tracking and by tests reading a shared store)
+    # mlflow.set_tracking_uri() (called by tasks.core.tracking and by tests reading a shared store)
     # keeps a process-wide URI that wins over the environment: reset it to this test's store.
     mlflow.set_tracking_uri(uri)
     monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect-home"))

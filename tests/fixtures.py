@@ -202,7 +202,7 @@ def build_nltk_fixtures(folder: Path) -> dict[str, Path]:
 
 def fixture_registry(zips: dict[str, Path], base_url: str, path: Path) -> Path:
     """Write a DATASET_REGISTRY YAML for `zips` (real size/md5/sha256, URLs under base_url)."""
-    from tasks.datasets import REGISTRY
+    from tasks.core.catalog import REGISTRY
 
     entries = {}
     for name, zip_path in zips.items():
@@ -233,8 +233,8 @@ def fixture_env(folder: Path) -> dict[str, str]:
 
 def build_raw_tree(raw: Path, names: Iterable[str] | None = None) -> dict[str, Path]:
     """Fill `raw` exactly as the download stage does (via its own code); -> {name: tree}."""
-    from tasks.config import Download
-    from tasks.datasets import load_registry_file
+    from tasks.core.catalog import load_registry_file
+    from tasks.core.params import Download
     from tasks.download import materialise
 
     mirror = Path(raw).parent / f".{Path(raw).name}-fixture-mirror"

@@ -7,7 +7,7 @@
 - `toy_project(dest)`: a git + DVC repo with the project's tasks/ and params.yaml and a toy
   3-stage dvc.yaml (download -> prepare -> vocab; download depends on `../toy-eval.txt`,
   outside the repo, as word2vec does on ../shared/eval) run as `python toystage.py`,
-  a stand-in stage using the real `tasks.stage.stage_main` (MLflow run, metrics file).
+  a stand-in stage using the real `tasks.core.stage.stage_main` (MLflow run, metrics file).
   Seconds per stage instead of minutes; `TOY_SLEEP` (env) makes every stage take longer,
   `TOY_GATE=<file>` makes it wait while that file exists,
   a file `.fail-<stage>` in the repo makes that stage fail once, `vocab.min_count: 99`
@@ -45,14 +45,14 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
-TOY_STAGE = '''"""A stand-in stage for flow tests: appends a line per stage, through tasks.stage."""
+TOY_STAGE = '''"""A stand-in stage for flow tests: appends a line per stage, through tasks.core.stage."""
 import os
 import sys
 import time
 from pathlib import Path
 
-from tasks.atomic import PipelineError
-from tasks.stage import stage_main
+from tasks.core.errors import PipelineError
+from tasks.core.stage import stage_main
 
 
 def make(stage, src, dst):

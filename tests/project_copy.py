@@ -62,7 +62,7 @@ def git(root: Path, *args: str) -> None:
 
 def set_params(root: Path, overrides: dict[str, Any]) -> None:
     """Rewrite root/params.yaml with dotted overrides (validated by the project's parser)."""
-    from tasks.config import apply_overrides, parse
+    from tasks.core.params import apply_overrides, parse
 
     raw = yaml.safe_load((root / "params.yaml").read_text())
     raw = apply_overrides(raw, overrides)

@@ -1,4 +1,4 @@
-"""tasks.archive: hostile zips are refused before writing, and nothing partial is left behind."""
+"""tasks.ingest.archive: hostile zips are refused before writing, and nothing partial is left behind."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from fixtures import NLTK_NAMES, build_nltk_fixtures
 
-from tasks.archive import Overflow, copy_bounded, extract, member_path, plan
-from tasks.atomic import PipelineError
+from tasks.core.errors import PipelineError
+from tasks.ingest.archive import Overflow, copy_bounded, extract, member_path, plan
 
 MB = 2**20
 # The real zips (read-only, never fetched): NLTK_MIRROR, else ../shared/mirror/nltk beside the

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from tasks.atomic import atomic_dir, atomic_file, write_json
+from tasks.core.atomic import atomic_dir, atomic_file, write_json
 
 
 def test_atomic_file_replaces_only_on_success(tmp_path):

@@ -19,8 +19,9 @@ import tensorflow as tf
 import yaml
 from cnn_fixtures import TINY, write_inputs, write_tsv
 
-from tasks.cnn import main, plot_confusion
-from tasks.config import apply_overrides
+from tasks.classifier.report import plot_confusion
+from tasks.cnn import main
+from tasks.core.params import apply_overrides
 
 REPO = Path(__file__).resolve().parents[1]
 SENTENCES = ["a gorgeous, witty, seductive movie", "Awful, dull and BORING!", "zzz qqq xyzzy"]
@@ -63,7 +64,7 @@ def test_stage_saves_end_to_end_model_metrics_and_mlflow_run(tmp_path, repo_para
     assert json.loads((out / "checkpoints/state.json").read_text())["epoch"] == len(curves)
 
     # The saved model takes raw strings; its test accuracy is the one reported.
-    import tasks.cnn_data  # noqa: F401  registers the vectoriser layer
+    import tasks.classifier.data  # noqa: F401  registers the vectoriser layer
 
     model = keras.models.load_model(out / "model.keras")
     test = (tmp_path / "data/prepared/test.tsv").read_text().splitlines()[1:]
@@ -232,7 +233,7 @@ def test_dvc_plots_show_renders_the_curves(tmp_path, monkeypatch):
 
 def test_tf_string_model_input_accepts_a_column(tmp_path):
     """A [B, 1] column (pandas / MLflow serving) is squeezed to [B] by the vectoriser."""
-    from tasks.cnn_data import SentenceVectorizer
+    from tasks.classifier.data import SentenceVectorizer
 
     layer = SentenceVectorizer(["<pad>", "<unk>", "good"], max_length=3)
     column = layer(tf.constant([["good good"], ["bad"]]))

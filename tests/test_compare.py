@@ -10,10 +10,10 @@ import pytest
 from cnn_fixtures import TINY, write_inputs
 
 from tasks import cnn, compare
-from tasks.atomic import PipelineError
-from tasks.models.kim_cnn import VARIANTS
-from tasks.stage import run_stage
-from tasks.tracking import configure
+from tasks.classifier.model import VARIANTS
+from tasks.core.errors import PipelineError
+from tasks.core.stage import run_stage
+from tasks.core.tracking import configure
 
 REPO = Path(__file__).resolve().parents[1]
 

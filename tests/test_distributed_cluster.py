@@ -7,8 +7,7 @@ import socket
 
 import pytest
 
-from tasks.atomic import PipelineError
-from tasks.config import ParamsError
+from tasks.core.errors import ParamsError, PipelineError
 from tasks.distributed.cluster import (
     ClusterShape,
     current_task,

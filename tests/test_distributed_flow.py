@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import yaml
 
-from tasks import vocab as vocab_stage
+from tasks.text import vocabulary as vocab_stage
 from tests.flowtools import (
     prefect_api_fixture,  # noqa: F401 (the prefect_api fixture)
     sub_env,
@@ -36,7 +36,7 @@ DVC_YAML = {"stages": {
               "outs": ["data/vocab"], "metrics": [{"metrics/vocab.json": {"cache": False}}]},
     "word2vec": {"cmd": "python -m tasks.word2vec",
                  "deps": ["data/prepared/corpus.txt", "data/vocab", "tasks/word2vec.py",
-                          "tasks/models/word2vec.py", "tasks/models/w2v_input.py"],
+                          "tasks/embeddings/model.py", "tasks/embeddings/inputs.py"],
                  "params": ["seed", "word2vec"],
                  "outs": [{"data/word2vec": {"persist": True}}],
                  "metrics": [{"metrics/word2vec.json": {"cache": False}}],

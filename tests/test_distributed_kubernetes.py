@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from flows.distributed import distributed_overrides, dry_run_text
-from tasks.config import ParamsError
+from tasks.core.errors import ParamsError
 from tasks.distributed import kubernetes as k8s
 from tasks.distributed import worker_args
 from tasks.distributed.cluster import current_task

@@ -27,10 +27,10 @@ import numpy as np
 import pytest
 import yaml
 
-from tasks import vocab as vocab_stage
-from tasks.config import Config, load_params
+from tasks.core.params import Config, load_params
 from tasks.distributed import LaunchResult, launch
 from tasks.distributed.runtime import JobDir
+from tasks.text import vocabulary as vocab_stage
 
 pytestmark = pytest.mark.slow
 
@@ -96,7 +96,7 @@ def run_with_kill(root: Path, overrides: dict, job: str, victim: str) -> tuple[
 
 
 def check_outputs(cfg: Config, result: LaunchResult) -> np.ndarray:
-    from tasks.models.word2vec import Word2VecModel, Word2VecSpec
+    from tasks.embeddings.model import Word2VecModel, Word2VecSpec
 
     out = cfg.path("word2vec")
     emb = np.load(out / "embeddings.npy")

@@ -24,11 +24,10 @@ from fixtures import (
     fixture_registry,
 )
 
-from tasks.atomic import PipelineError
-from tasks.config import ParamsError
-from tasks.datasets import REGISTRY, load_registry_file, registry
+from tasks.core.catalog import REGISTRY, load_registry_file, registry
+from tasks.core.errors import ParamsError, PipelineError
+from tasks.core.stage import run_stage
 from tasks.download import dataset_names, run
-from tasks.stage import run_stage
 
 REPO = Path(__file__).resolve().parents[1]
 

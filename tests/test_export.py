@@ -13,10 +13,10 @@ from gensim.models import KeyedVectors
 from w2v_fixtures import workspace
 
 from tasks import export
-from tasks.atomic import PipelineError
-from tasks.stage import run_stage
-from tasks.vocab import load_vocab
-from tasks.w2v_query import analogy, load_embeddings, nearby
+from tasks.core.errors import PipelineError
+from tasks.core.stage import run_stage
+from tasks.embeddings.queries import analogy, load_embeddings, nearby
+from tasks.text.vocabulary import load_vocab
 
 
 def trained_workspace(root, tracking: bool = False):

@@ -1,4 +1,4 @@
-"""tasks.fetch against a real loopback HTTP server with injected faults (no mocks, no internet).
+"""tasks.ingest.fetch against a real loopback HTTP server with injected faults (no mocks, no internet).
 
 Every failure case checks three things: the error is one clear line, no `<file>` is left
 where a later stage would trust it, and a later good run succeeds.
@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 from fixtures import Fault, FaultyServer, build_nltk_fixtures, fixture_registry
 
-from tasks.atomic import PipelineError
-from tasks.config import Download
-from tasks.datasets import DatasetSpec, load_registry_file
-from tasks.fetch import digests, fetch, redact, resolve_source
+from tasks.core.catalog import DatasetSpec, load_registry_file
+from tasks.core.errors import PipelineError
+from tasks.core.hashing import digests
+from tasks.core.params import Download
+from tasks.ingest.fetch import fetch, redact, resolve_source
 
 FAST = Download(connect_timeout=2.0, read_timeout=2.0, retries=2, backoff=0.0, max_extract_mb=16)
 NAME = "sentence_polarity"
@@ -44,21 +45,21 @@ def only_file(folder: Path) -> list[str]:
 
 def test_download_verifies_and_renames_into_place(mirror, tmp_path, caplog):
     folder, specs = mirror
-    with FaultyServer(folder) as server, caplog.at_level(logging.INFO, "tasks.fetch"):
+    with FaultyServer(folder) as server, caplog.at_level(logging.INFO, "tasks.ingest.fetch"):
         result = fetch(spec_at(specs, server), tmp_path / FILE, FAST)
     assert result.source == "url" and result.requests == 1 and not result.resumed
     assert (tmp_path / FILE).read_bytes() == (folder / FILE).read_bytes()
     assert result.sha256 == specs[NAME].sha256 and result.size == specs[NAME].size
     assert only_file(tmp_path) == [FILE]  # no .part left
     # stderr is not a TTY under pytest: no progress bar, exactly one log line for the file
-    lines = [r.getMessage() for r in caplog.records if r.name == "tasks.fetch"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "tasks.ingest.fetch"]
     assert len(lines) == 1 and "from url" in lines[0]
 
 
 def test_present_and_verified_file_is_not_fetched_again(mirror, tmp_path, caplog):
     folder, specs = mirror
     (tmp_path / FILE).write_bytes((folder / FILE).read_bytes())
-    with FaultyServer(folder) as server, caplog.at_level(logging.INFO, "tasks.fetch"):
+    with FaultyServer(folder) as server, caplog.at_level(logging.INFO, "tasks.ingest.fetch"):
         result = fetch(spec_at(specs, server), tmp_path / FILE, FAST)
         assert server.requests == []
     assert result.source == "cached" and result.requests == 0
@@ -163,7 +164,7 @@ def test_http_500_is_retried_with_doubling_backoff_then_succeeds(mirror, tmp_pat
     folder, specs = mirror
     settings = dataclasses.replace(FAST, backoff=0.01)
     with FaultyServer(folder, {FILE: Fault(status=500, times=2)}) as server:
-        with caplog.at_level(logging.WARNING, "tasks.fetch"):
+        with caplog.at_level(logging.WARNING, "tasks.ingest.fetch"):
             result = fetch(spec_at(specs, server), tmp_path / FILE, settings)
         assert [r.status for r in server.requests] == [500, 500, 200]
     assert result.requests == 3

@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from tasks import prepare
-from tasks.atomic import PipelineError
-from tasks.textnorm import clean_str
+from tasks.core.errors import PipelineError
+from tasks.text.normalize import clean_str
 
 REPO = Path(__file__).resolve().parents[1]
 ADJ = ["good", "bad", "slow", "witty", "dull", "bright", "odd", "long", "warm", "cold", "tame"]

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from tasks import readers
-from tasks.atomic import PipelineError
-from tasks.config import CustomDataset
-from tasks.readers import DecodeLog, Example, split_sentences
+from tasks.core.errors import PipelineError
+from tasks.core.params import CustomDataset
+from tasks.ingest import readers
+from tasks.ingest.readers import DecodeLog, Example, split_sentences
 
 
 def tree(raw: Path, name: str, files: dict[str, str | bytes], nested: bool = True) -> Path:

@@ -21,7 +21,7 @@ from flows import stages as dvc
 from flows.common import exp_ref, head_commit
 from flows.experiment import Experiment, link_outside_deps
 from flows.overrides import exp_name, hydra_value, set_param_args, slug, validate, variant_name
-from tasks.config import ParamsError
+from tasks.core.errors import ParamsError
 from tests.flowtools import REPO, TOY_STAGES, git, sub_env, toy_project
 
 

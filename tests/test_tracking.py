@@ -1,4 +1,4 @@
-"""tasks.tracking against a real MLflow SQLite store: one run per stage, tags, grouping."""
+"""tasks.core.tracking against a real MLflow SQLite store: one run per stage, tags, grouping."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from tasks import tracking
-from tasks.stage import run_stage
+from tasks.core import tracking
+from tasks.core.stage import run_stage
 
 
 def _runs(cfg):

@@ -17,10 +17,11 @@ import tensorflow as tf
 from w2v_fixtures import REPO, TOPIC_A, TOPIC_B, workspace
 
 from tasks import word2vec
-from tasks.atomic import PipelineError
-from tasks.models.word2vec import Word2VecModel, Word2VecSpec
-from tasks.stage import run_stage
-from tasks.w2v_query import load_embeddings, nearby
+from tasks.core.errors import PipelineError
+from tasks.core.stage import run_stage
+from tasks.embeddings.model import Word2VecModel, Word2VecSpec
+from tasks.embeddings.queries import load_embeddings, nearby
+from tasks.embeddings.training import build_trainer
 
 FAST = {"word2vec.window": 1}   # one radius bucket: one XLA compilation per run
 
@@ -90,7 +91,7 @@ def test_same_seed_same_loss_curve(trained, tmp_path):
 def test_interrupted_run_resumes_where_it_stopped(trained, tmp_path):
     cfg, metrics, emb = trained
     again = workspace(tmp_path, **FAST)
-    trainer = word2vec.build_trainer(again)
+    trainer = build_trainer(again)
     seen = []
 
     def stop_in_epoch_two(vectors):

@@ -15,7 +15,7 @@ import numpy as np
 import yaml
 
 from tasks import vocab
-from tasks.config import Config, apply_overrides, load_params
+from tasks.core.params import Config, apply_overrides, load_params
 
 REPO = Path(__file__).resolve().parents[1]
 TOPIC_A = [f"a{i}" for i in range(8)]

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tasks.atomic import PipelineError
-from tasks.config import Config
+from tasks.core.errors import PipelineError
+from tasks.core.params import Config
 from tasks.distributed.cluster import ClusterShape
 from tasks.distributed.runtime import JobDir
 

@@ -24,8 +24,8 @@ import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from tasks.atomic import PipelineError
-from tasks.config import Distributed
+from tasks.core.errors import PipelineError
+from tasks.core.params import Distributed
 
 PORT = 2222  # the gRPC port every Kubernetes pod listens on (TensorFlow's customary one)
 

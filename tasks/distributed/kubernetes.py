@@ -33,8 +33,8 @@ from typing import Any
 
 import yaml
 
-from tasks.atomic import PipelineError
-from tasks.config import Config
+from tasks.core.errors import PipelineError
+from tasks.core.params import Config
 from tasks.distributed.cluster import PORT, ClusterShape, kubernetes_cluster
 
 INSTANCE = "app.kubernetes.io/instance"

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tasks.atomic import write_json
-from tasks.config import Config
+from tasks.core.atomic import write_json
+from tasks.core.params import Config
 from tasks.distributed.cluster import Task
 
 log = logging.getLogger("tasks.distributed")

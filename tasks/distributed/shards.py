@@ -1,10 +1,12 @@
 """Per-worker training shards on shared storage, for the parameter-server (async) strategy.
 
 A ParameterServerStrategy worker is only a TensorFlow server: it cannot run the project's
-Python batch generator (tasks/models/w2v_input.py), and `tf.data.Dataset.from_generator`
+Python batch generator (tasks/embeddings/inputs.py), and `tf.data.Dataset.from_generator`
 would call back into the chief's Python. So the chief writes each epoch's batches to the
 job folder, one folder per worker, and each worker's dataset reads its own folder with plain
-TensorFlow file ops. Same batches as the single-process stage, no second input pipeline.
+TensorFlow file ops. The batches come from the single-process stage's generator (no second
+input pipeline), split into one shard per worker: the pairs a given step sees differ from the
+single process's, and short last batches are dropped.
 
 Layout of `<job>/shards/epoch-<e>/shard-<k>/`: `part-<j>.bin` holds component j of every
 batch, raw little-endian, one fixed-size record per batch; `meta.json` gives the number of
@@ -27,7 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from tasks.atomic import PipelineError, atomic_dir
+from tasks.core.atomic import atomic_dir
+from tasks.core.errors import PipelineError
 
 Batch = tuple[np.ndarray, ...]
 

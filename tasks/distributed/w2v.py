@@ -2,9 +2,10 @@
 
 Params sections: `seed`, `paths` (prepared, vocab, word2vec), `word2vec`.
 
-The one place that knows the single-process stage's pieces (tasks/vocab.py,
-tasks/models/word2vec.py, tasks/models/w2v_input.py, tasks/w2v_eval.py), so that the
-distributed job trains the same model on the same batches and publishes the same files.
+The one place that knows the single-process stage's pieces (tasks/text/vocabulary.py,
+tasks/embeddings/model.py, inputs.py, evaluation.py), so that the distributed job trains the
+same model from the same input generator (each worker on its own shard of the batches, so not
+step-for-step the single process's batches) and publishes the same files.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from tasks import tracking
-from tasks.atomic import PipelineError, atomic_file, write_json
-from tasks.config import Config
+from tasks.core import tracking
+from tasks.core.atomic import atomic_file, write_json
+from tasks.core.errors import PipelineError
+from tasks.core.params import Config
 from tasks.distributed.runtime import JobDir, log
-from tasks.vocab import Vocabulary, encode_file, load_vocab
+from tasks.text.vocabulary import Vocabulary, encode_file, load_vocab
 
 # The evaluation metrics the single-process stage reports (tasks/word2vec.py).
 EVAL_KEYS = ("analogy_accuracy", "analogy_semantic", "analogy_syntactic", "analogy_seen",
@@ -38,7 +40,7 @@ class TrainingData:
     vocab: Vocabulary
     ids: np.ndarray      # [N_tokens] int32
     starts: np.ndarray   # [N_sentences] int64
-    spec: Any            # tasks.models.word2vec.Word2VecSpec
+    spec: Any            # tasks.embeddings.model.Word2VecSpec
 
     @property
     def tokens(self) -> int:
@@ -46,12 +48,12 @@ class TrainingData:
 
     @classmethod
     def load(cls, cfg: Config) -> TrainingData:
-        from tasks.models.word2vec import Word2VecSpec
+        from tasks.embeddings.model import Word2VecSpec
 
         corpus = cfg.path("prepared") / "corpus.txt"
         if not corpus.is_file():
             raise PipelineError(f"{corpus} not found: run the prepare stage first")
-        from tasks import w2v_eval
+        from tasks.embeddings import evaluation as w2v_eval
 
         # Fail before training, not after it (as the single-process stage does).
         w2v_eval.load_analogies(cfg.resolve(cfg.word2vec.analogy_file))
@@ -59,13 +61,12 @@ class TrainingData:
         vocab = load_vocab(cfg.path("vocab"))
         ids, starts = encode_file(corpus, vocab)
         w = cfg.word2vec
-        spec = Word2VecSpec(vocab_size=vocab.size, dims=w.dims, model=w.model, loss=w.loss,
-                            negatives=w.negatives, window=w.window, seed=cfg.seed)
+        spec = Word2VecSpec.from_params(w, vocab.size, cfg.seed)
         return cls(cfg, vocab, ids, starts, spec)
 
     def model(self) -> Any:
         """A new Word2VecModel; call under strategy.scope() (it creates the variables)."""
-        from tasks.models.word2vec import Word2VecModel
+        from tasks.embeddings.model import Word2VecModel
 
         return Word2VecModel(self.spec, self.vocab.noise_prob)
 
@@ -77,7 +78,7 @@ class TrainingData:
         made small enough that every shard gets about four: balanced shards keep the sync
         workers' step counts (the smallest shard decides) close to the average.
         """
-        from tasks.models import w2v_input
+        from tasks.embeddings import inputs as w2v_input
 
         chunk = min(w2v_input.CHUNK_TOKENS, max(1000, -(-self.tokens // (4 * num_shards))))
         for batch in w2v_input.batches(self.ids, self.starts, self.vocab, self.spec, batch_size,
@@ -116,8 +117,8 @@ def publish(cfg: Config, data: TrainingData, model: Any, job: JobDir,
     checkpoints/distributed/ and tensorboard/distributed/ (the single-process trainer's
     checkpoints/ files, guarded by its fingerprint, are left alone).
     """
-    from tasks.export import write_projector
-    from tasks.w2v_train import fingerprint
+    from tasks.embeddings.exporters import write_projector
+    from tasks.embeddings.training import fingerprint
 
     embeddings = embeddings_of(model)
     if not np.isfinite(embeddings).all():
@@ -151,6 +152,6 @@ def publish(cfg: Config, data: TrainingData, model: Any, job: JobDir,
 
 def evaluate(cfg: Config, data: TrainingData, embeddings: np.ndarray) -> dict[str, Any]:
     """Analogy accuracy and WordSim-353 correlation, as the single-process stage reports."""
-    from tasks import w2v_eval
+    from tasks.embeddings import evaluation as w2v_eval
 
     return dict(w2v_eval.evaluate(cfg, data.vocab, embeddings))

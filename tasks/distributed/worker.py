@@ -27,13 +27,20 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from tasks import tracking
-from tasks.atomic import PipelineError, write_json
-from tasks.config import PARAMS_FILE, Config, load_params
+from tasks.core import tracking
+from tasks.core.atomic import write_json
+from tasks.core.errors import PipelineError
+from tasks.core.params import PARAMS_FILE, Config, load_params
+from tasks.core.stage import (
+    STAGE_ERRORS,
+    metrics_path,
+    parse_overrides,
+    report_error,
+    setup_logging,
+)
 from tasks.distributed import w2v
 from tasks.distributed.cluster import Task, current_task, tf_config_from_pod_env
 from tasks.distributed.runtime import JobDir, plan_for
-from tasks.stage import STAGE_ERRORS, metrics_path, parse_overrides, report_error, setup_logging
 
 log = logging.getLogger("tasks.distributed")
 PUBLISH_WAIT = 900.0  # seconds a sync worker waits for the chief's outputs before exiting

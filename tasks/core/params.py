@@ -1,0 +1,282 @@
+"""The one params parser: `params.yaml` -> typed, frozen config objects.
+
+    cfg = load_params()                                  # ./params.yaml
+    cfg = load_params("p.yaml", {"vocab.min_count": 3})  # overrides, validated the same way
+    cfg.word2vec.dims, cfg.path("vocab")                 # typed fields, absolute paths
+
+Every stage, flow and benchmark reads params through here, so an unknown key, a wrong type or
+an out-of-range value fails before any work with `ParamsError` naming the dotted key.
+Dataclass field names are the params.yaml keys; the sections are documented in params.yaml.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from tasks.core.errors import ParamsError
+from tasks.core.schema import bounded, build, flatten
+
+__all__ = ["Config", "ParamsError", "load_params", "flatten", "PARAMS_FILE"]
+
+PARAMS_FILE = "params.yaml"
+
+# cnn.embedding_init: Kim (2014)'s four embedding variants, the one list of them.
+CNN_VARIANTS = ("rand", "static", "non-static", "multichannel")
+
+
+@dataclass(frozen=True)
+class Paths:
+    raw: str
+    prepared: str
+    vocab: str
+    word2vec: str
+    export: str
+    cnn: str
+    metrics: str
+
+
+@dataclass(frozen=True)
+class Tracking:
+    experiment: str
+    uri: str
+    enabled: bool
+
+
+@dataclass(frozen=True)
+class CustomDataset:
+    """A user's labelled dataset: one file per class, or a CSV/TSV with text and label columns."""
+
+    format: Literal["class_files", "csv", "tsv"]
+    files: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    file: str = ""
+    text_column: str = "text"
+    label_column: str = "label"
+
+    def __post_init__(self) -> None:
+        if self.format == "class_files" and len(self.files) < 2:
+            raise ParamsError("files: class_files needs at least two classes (label: path)")
+        if self.format != "class_files" and not self.file:
+            raise ParamsError(f"file: format {self.format} needs `file`")
+
+
+@dataclass(frozen=True)
+class Data:
+    corpus: tuple[str, ...]
+    labelled: str
+    custom: Mapping[str, CustomDataset]
+
+    def __post_init__(self) -> None:
+        from tasks.core.catalog import registry
+
+        known = registry()  # built-in + the DATASET_REGISTRY file, if set
+        if not self.corpus:
+            raise ParamsError("corpus: must name at least one dataset")
+        clash = sorted(set(self.custom) & set(known))
+        if clash:
+            raise ParamsError(f"custom.{clash[0]}: name taken by the dataset registry")
+        for i, name in enumerate(self.corpus):
+            if name not in known and name not in self.custom:
+                raise ParamsError(f"corpus[{i}]: unknown dataset {name!r} "
+                                  f"(known: {', '.join(sorted(known))}, or data.custom)")
+        labelled = {n for n, s in known.items() if s.labelled} | set(self.custom)
+        if self.labelled not in labelled:
+            raise ParamsError(f"labelled: {self.labelled!r} is not a labelled dataset "
+                              f"(known: {', '.join(sorted(labelled))})")
+
+
+@dataclass(frozen=True)
+class Download:
+    connect_timeout: float = bounded(gt=0)
+    read_timeout: float = bounded(gt=0)
+    retries: int = bounded(ge=0, le=20)
+    backoff: float = bounded(ge=0)
+    max_extract_mb: int = bounded(ge=1)
+
+
+@dataclass(frozen=True)
+class Prepare:
+    lowercase: bool
+    min_tokens: int = bounded(ge=1)
+    dev_fraction: float = bounded(ge=0, lt=1)
+    test_fraction: float = bounded(ge=0, lt=1)
+    folds: int = bounded(ge=0, le=100)
+
+    def __post_init__(self) -> None:
+        if self.dev_fraction + self.test_fraction >= 1:
+            raise ParamsError("dev_fraction: dev_fraction + test_fraction must be < 1")
+        if self.folds == 1:
+            raise ParamsError("folds: must be 0 (none) or >= 2, got 1")
+
+
+@dataclass(frozen=True)
+class Vocab:
+    min_count: int = bounded(ge=1)
+    max_size: int = bounded(ge=0)
+    sample: float = bounded(ge=0, le=1)
+    noise_power: float = bounded(ge=0, le=1)
+
+    def __post_init__(self) -> None:
+        # max_size counts every row of vocab.tsv, the two reserved ones included.
+        if 0 < self.max_size < 3:
+            raise ParamsError("max_size: must be 0 (no limit) or >= 3 (<pad>, <unk>, a word)")
+
+
+@dataclass(frozen=True)
+class Word2Vec:
+    model: Literal["skipgram", "cbow"]
+    loss: Literal["neg", "nce"]
+    dims: int = bounded(ge=1, le=4096)
+    window: int = bounded(ge=1, le=50)
+    negatives: int = bounded(ge=1, le=100)
+    epochs: int = bounded(ge=1)
+    batch_size: int = bounded(ge=1)
+    learning_rate: float = bounded(gt=0)
+    min_learning_rate: float = bounded(ge=0)
+    checkpoint_every: int = bounded(ge=1)
+    analogy_file: str
+    wordsim_file: str
+    restrict_vocab: int = bounded(ge=1)
+
+    def __post_init__(self) -> None:
+        if self.min_learning_rate > self.learning_rate:
+            raise ParamsError("min_learning_rate: must be <= learning_rate")
+
+
+@dataclass(frozen=True)
+class Export:
+    projector_words: int = bounded(ge=1)
+
+
+@dataclass(frozen=True)
+class Cnn:
+    embedding_init: Literal[CNN_VARIANTS]  # type: ignore[valid-type]
+    optimizer: Literal["adam", "adadelta"]
+    protocol: Literal["split", "kfold"]
+    embedding_dims: int = bounded(ge=1, le=4096)
+    filter_windows: tuple[int, ...]
+    feature_maps: int = bounded(ge=1)
+    dropout: float = bounded(ge=0, lt=1)
+    max_norm: float = bounded(ge=0)
+    max_length: int = bounded(ge=1)
+    batch_size: int = bounded(ge=1)
+    epochs: int = bounded(ge=1)
+    learning_rate: float = bounded(gt=0)
+    patience: int = bounded(ge=0)
+
+    def __post_init__(self) -> None:
+        if not self.filter_windows or min(self.filter_windows) < 1:
+            raise ParamsError("filter_windows: need at least one window, each >= 1")
+        if max(self.filter_windows) > self.max_length:
+            raise ParamsError("filter_windows: a window is longer than max_length")
+
+
+@dataclass(frozen=True)
+class Distributed:
+    """Distributed word2vec training (tasks/distributed, flows/distributed.py)."""
+
+    strategy: Literal["sync", "async"]
+    backend: Literal["local", "kubernetes"]
+    workers: int = bounded(ge=1, le=256)
+    ps: int = bounded(ge=0, le=64)
+    steps_per_execution: int = bounded(ge=1, le=10000)
+    max_restarts: int = bounded(ge=0, le=100)
+    timeout: float = bounded(gt=0)
+    shared_path: str
+    image: str
+    namespace: str
+    volume_claim: str
+    mount_path: str
+    workdir: str
+    cpu: str
+    memory: str
+
+    def __post_init__(self) -> None:
+        if self.strategy == "async" and self.ps < 1:
+            raise ParamsError("ps: strategy async needs at least one parameter server")
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole params.yaml. `root` is the folder holding it: relative paths start there."""
+
+    seed: int
+    paths: Paths
+    tracking: Tracking
+    data: Data
+    download: Download
+    prepare: Prepare
+    vocab: Vocab
+    word2vec: Word2Vec
+    export: Export
+    cnn: Cnn
+    distributed: Distributed
+    root: Path = Path(".")
+
+    def path(self, name: str) -> Path:
+        """Absolute path of `paths.<name>`."""
+        return (self.root / getattr(self.paths, name)).resolve()
+
+    def resolve(self, relative: str) -> Path:
+        """Absolute path of a params-relative file (e.g. `word2vec.analogy_file`)."""
+        return (self.root / relative).resolve()
+
+    def flat(self) -> dict[str, Any]:
+        """Dotted keys -> values, without `root` (for MLflow params)."""
+        out = flatten(self)
+        out.pop("root", None)
+        return out
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Return a copy of `raw` with dotted `overrides` set; a key must already exist."""
+    raw = copy.deepcopy(raw)
+    for dotted, value in overrides.items():
+        node = raw
+        parts = dotted.split(".")
+        for depth, part in enumerate(parts):
+            here = ".".join(parts[: depth + 1])
+            if not isinstance(node, dict) or part not in node:
+                # data.custom.<name> may be new: it is a user-defined mapping.
+                if here.startswith("data.custom.") and isinstance(node, dict):
+                    node[part] = {} if depth < len(parts) - 1 else value
+                else:
+                    raise ParamsError(f"{here}: unknown key (override {dotted!r})")
+            if depth == len(parts) - 1:
+                node[part] = value
+            else:
+                node = node[part]
+    return raw
+
+
+def parse(raw: Any, root: Path | str = ".", overrides: Mapping[str, Any] | None = None) -> Config:
+    """Validate a parsed-YAML mapping (plus dotted overrides) into a `Config`."""
+    if not isinstance(raw, dict):
+        raise ParamsError(f"params: expected a mapping at the top level, got {type(raw).__name__}")
+    if "root" in raw:
+        raise ParamsError("root: unknown key (reserved)")
+    if overrides:
+        raw = apply_overrides(raw, overrides)
+    cfg = build(Config, raw)
+    return dataclasses.replace(cfg, root=Path(root).resolve())
+
+
+def load_params(path: Path | str = PARAMS_FILE,
+                overrides: Mapping[str, Any] | None = None) -> Config:
+    """Read and validate `path` (default ./params.yaml); raise ParamsError naming the key."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: params file not found") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML ({exc})".replace("\n", " ")) from None
+    return parse(raw, path.parent, overrides)

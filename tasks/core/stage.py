@@ -1,0 +1,100 @@
+"""The thin `main()` every stage shares: parse params, open the MLflow run, write metrics.
+
+    # tasks/vocab.py
+    def run(cfg: Config) -> dict: ...
+    def main(argv=None) -> int:
+        return stage_main("vocab", run, argv)
+
+`python -m tasks.<stage> [--params params.yaml] [--set key=value ...]` is what `dvc.yaml`
+calls. The metrics `run` returns are written atomically to `<paths.metrics>/<stage>.json`
+(the DVC metrics file) and logged to MLflow. Expected failures (`PipelineError`,
+`ParamsError`, missing files) print one line `error: <stage>: ...` and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tasks.core import tracking
+from tasks.core.atomic import write_json
+from tasks.core.errors import ParamsError, PipelineError
+from tasks.core.params import PARAMS_FILE, Config, load_params
+
+log = logging.getLogger("tasks")
+
+
+# Errors a user can fix (bad params, bad or missing input): one line on stderr, exit code 2.
+STAGE_ERRORS = (PipelineError, ParamsError, FileNotFoundError)
+
+
+def report_error(label: str, problem: BaseException | str, code: int = 2) -> int:
+    """Print `error: <label>: <first line of problem>` to stderr; return `code`.
+
+    The one error reporter of every stage, command and flow CLI: 2 for what the user can fix
+    (bad params or input), 1 for a failed run."""
+    text = str(problem)
+    message = text.splitlines()[0] if text.strip() else type(problem).__name__
+    print(f"error: {label}: {message}", file=sys.stderr)
+    return code
+
+
+def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
+    """`["a.b=3", "c=[1, 2]"]` -> `{"a.b": 3, "c": [1, 2]}` (values parsed as YAML)."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ParamsError(f"{pair}: an override is key=value")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def setup_logging() -> None:
+    level = os.environ.get("PIPELINE_LOG_LEVEL", "INFO").upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    # TensorFlow's C++ banner is noise in stage logs; keep warnings and errors.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+
+
+def metrics_path(cfg: Config, stage: str) -> Path:
+    return cfg.path("metrics") / f"{stage}.json"
+
+
+def run_stage(stage: str, run: Callable[[Config], dict[str, Any]], cfg: Config) -> dict[str, Any]:
+    """Run one stage inside its MLflow run; write and log its metrics."""
+    started = time.perf_counter()
+    with tracking.stage_run(cfg, stage):
+        metrics = dict(run(cfg))
+        metrics.setdefault("wall_seconds", round(time.perf_counter() - started, 3))
+        tracking.log_metrics(metrics)
+        write_json(metrics_path(cfg, stage), metrics)
+        tracking.log_artifact(metrics_path(cfg, stage), "metrics")
+    log.info("%s done in %.1f s", stage, metrics["wall_seconds"])
+    return metrics
+
+
+def stage_main(stage: str, run: Callable[[Config], dict[str, Any]],
+               argv: Sequence[str] | None = None) -> int:
+    """Entry point for `python -m tasks.<stage>`; returns the process exit code."""
+    parser = argparse.ArgumentParser(prog=f"python -m tasks.{stage}")
+    parser.add_argument("--params", default=PARAMS_FILE, help="params file (default params.yaml)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="override a params key (validated)")
+    args = parser.parse_args(argv)
+    setup_logging()
+    try:
+        cfg = load_params(args.params, parse_overrides(args.overrides))
+        run_stage(stage, run, cfg)
+    except STAGE_ERRORS as exc:
+        return report_error(stage, exc)
+    return 0

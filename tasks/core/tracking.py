@@ -1,0 +1,181 @@
+"""MLflow tracking for every stage: one run per stage execution, grouped per pipeline run.
+
+Params section: `tracking` (experiment, uri, enabled).
+
+- Store: `MLFLOW_TRACKING_URI` if set, else `tracking.uri`, else `sqlite:///<repo>/mlflow.db`
+  with artifacts in `<repo>/mlartifacts`. `<repo>` is the project root even when DVC runs the
+  stage in a temporary experiment copy (`.dvc/tmp/exps/...`), so all runs land in one store.
+- Grouping: `PIPELINE_RUN_ID` becomes the `pipeline_run` tag of every stage run;
+  `MLFLOW_PARENT_RUN_ID` (set by the Prefect flow) nests the stage run under a parent run.
+- Tags: `stage`, `git_commit`, `git_dirty`, `prefect_flow_run_id`, `dvc_exp_name`, and
+  `data.<path>` = the md5 DVC recorded in dvc.lock for each stage output.
+
+Inside a stage, `log_metrics`, `log_params`, `log_artifact(s)` act on the active run and do
+nothing when tracking is disabled, so stage code never checks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import subprocess
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tasks.core.params import Config
+
+log = logging.getLogger(__name__)
+
+_ACTIVE: dict[str, Any] = {"enabled": False}
+
+
+def project_root(start: Path) -> Path:
+    """The real project root, skipping DVC's temporary experiment copies."""
+    parts = start.resolve().parts
+    for i in range(len(parts) - 2):
+        if parts[i : i + 3] == (".dvc", "tmp", "exps"):
+            return Path(*parts[:i])
+    return start.resolve()
+
+
+def tracking_uri(cfg: Config) -> str:
+    """Resolve the tracking URI (env > params > SQLite file in the project root)."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or cfg.tracking.uri
+    if uri:
+        return uri
+    return f"sqlite:///{project_root(cfg.root) / 'mlflow.db'}"
+
+
+def configure(cfg: Config) -> str:
+    """Point MLflow at the store and experiment; return the experiment id."""
+    import mlflow
+
+    uri = tracking_uri(cfg)
+    mlflow.set_tracking_uri(uri)
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name(cfg.tracking.experiment)
+    if experiment is not None:
+        return experiment.experiment_id
+    artifacts = None
+    if uri.startswith("sqlite:///") and not os.environ.get("MLFLOW_TRACKING_URI"):
+        artifacts = (project_root(cfg.root) / "mlartifacts").as_uri()
+    try:
+        return client.create_experiment(cfg.tracking.experiment, artifact_location=artifacts)
+    except Exception:  # created concurrently by another stage process
+        return client.get_experiment_by_name(cfg.tracking.experiment).experiment_id
+
+
+def git_tags(root: Path) -> dict[str, str]:
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
+                                  timeout=10, check=True).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    commit = git("rev-parse", "HEAD") or os.environ.get("DVC_EXP_BASELINE_REV", "")
+    dirty = git("status", "--porcelain", "--untracked-files=no")
+    return {"git_commit": commit or "unknown", "git_dirty": str(bool(dirty)).lower()}
+
+
+def data_hash_tags(root: Path) -> dict[str, str]:
+    """`data.<path>` -> md5 of every output DVC has locked (the data this run builds on)."""
+    lock = root / "dvc.lock"
+    if not lock.exists():
+        return {}
+    try:
+        stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
+    except yaml.YAMLError:
+        return {}
+    tags = {}
+    for stage in stages.values():
+        for out in stage.get("outs", []):
+            if "md5" in out:
+                tags[f"data.{out['path']}"] = out["md5"]
+    return tags
+
+
+def run_tags(cfg: Config, stage: str) -> dict[str, str]:
+    tags = {"stage": stage, **git_tags(cfg.root), **data_hash_tags(cfg.root)}
+    env_tags = {"pipeline_run": "PIPELINE_RUN_ID", "prefect_flow_run_id": "PREFECT_FLOW_RUN_ID",
+                "dvc_exp_name": "DVC_EXP_NAME", "variant": "PIPELINE_VARIANT"}
+    for tag, var in env_tags.items():
+        if os.environ.get(var):
+            tags[tag] = os.environ[var]
+    return tags
+
+
+@contextlib.contextmanager
+def stage_run(cfg: Config, stage: str, run_name: str | None = None) -> Iterator[str | None]:
+    """Open an MLflow run for `stage`, log its params section and tags; yield the run id.
+
+    The run ends FAILED if the body raises. With `tracking.enabled: false` yields None.
+    """
+    if not cfg.tracking.enabled:
+        yield None
+        return
+    import mlflow
+
+    experiment_id = configure(cfg)
+    parent = os.environ.get("MLFLOW_PARENT_RUN_ID")
+    tags = run_tags(cfg, stage)
+    if parent:
+        tags["mlflow.parentRunId"] = parent
+    name = run_name or stage
+    with mlflow.start_run(experiment_id=experiment_id, run_name=name, tags=tags) as run:
+        _ACTIVE["enabled"] = True
+        try:
+            section = {k: v for k, v in cfg.flat().items()
+                       if k.split(".")[0] in (stage, "seed", "data")}
+            log_params(section)
+            yield run.info.run_id
+        finally:
+            _ACTIVE["enabled"] = False
+
+
+def log_params(params: Mapping[str, Any]) -> None:
+    if _ACTIVE["enabled"]:
+        import mlflow
+
+        mlflow.log_params({k: str(v)[:6000] for k, v in params.items()})
+
+
+def log_metrics(metrics: Mapping[str, Any], step: int | None = None) -> None:
+    """Log the numeric entries of `metrics` (others, e.g. nested dicts, are skipped)."""
+    if _ACTIVE["enabled"]:
+        import mlflow
+
+        numeric = {k: float(v) for k, v in metrics.items()
+                   if isinstance(v, int | float) and not isinstance(v, bool)}
+        if numeric:
+            mlflow.log_metrics(numeric, step=step)
+
+
+def log_artifact(path: Path | str, artifact_path: str | None = None) -> None:
+    if _ACTIVE["enabled"] and Path(path).exists():
+        import mlflow
+
+        mlflow.log_artifact(str(path), artifact_path=artifact_path)
+
+
+def log_artifacts(folder: Path | str, artifact_path: str | None = None) -> None:
+    if _ACTIVE["enabled"] and Path(folder).is_dir():
+        import mlflow
+
+        mlflow.log_artifacts(str(folder), artifact_path=artifact_path)
+
+
+def set_tags(tags: Mapping[str, Any]) -> None:
+    if _ACTIVE["enabled"]:
+        import mlflow
+
+        mlflow.set_tags({k: str(v) for k, v in tags.items()})
+
+
+def active() -> bool:
+    """True inside `stage_run` with tracking enabled (e.g. to log a Keras model)."""
+    return bool(_ACTIVE["enabled"])

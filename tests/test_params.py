@@ -1,0 +1,100 @@
+"""The one params parser: every bad params file fails before work, naming the key."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tasks.core.errors import ParamsError
+from tasks.core.params import Config, load_params, parse
+from tasks.core.stage import parse_overrides
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_repo_params_parse_into_frozen_typed_config():
+    cfg = load_params(REPO / "params.yaml")
+    assert isinstance(cfg, Config)
+    assert cfg.root == REPO
+    assert isinstance(cfg.word2vec.dims, int)
+    assert isinstance(cfg.vocab.sample, float)
+    assert cfg.cnn.filter_windows == (3, 4, 5)
+    assert cfg.path("vocab") == REPO / "data" / "vocab"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.word2vec.dims = 3  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        cfg.data.custom["x"] = 1  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"vocab.min_cont": 3}, "vocab.min_cont: unknown key"),
+        ({"vocab.min_count": "five"}, "vocab.min_count: expected an integer"),
+        ({"vocab.min_count": 0}, "vocab.min_count: must be >= 1"),
+        ({"vocab.min_count": True}, "vocab.min_count: expected an integer"),
+        ({"word2vec.model": "glove"}, "word2vec.model: expected one of"),
+        ({"word2vec.learning_rate": -1}, "word2vec.learning_rate: must be > 0"),
+        ({"cnn.filter_windows": [3, "x"]}, "cnn.filter_windows[1]: expected an integer"),
+        ({"cnn.filter_windows": []}, "cnn.filter_windows: need at least one window"),
+        ({"prepare.dev_fraction": 0.6, "prepare.test_fraction": 0.5}, "prepare.dev_fraction"),
+        ({"prepare.lowercase": "yes"}, "prepare.lowercase: expected true/false"),
+        ({"data.corpus": ["brwon"]}, "data.corpus[0]: unknown dataset 'brwon'"),
+        ({"data.labelled": "brown"}, "data.labelled: 'brown' is not a labelled dataset"),
+        ({"data.custom.mine": {"format": "csv"}}, "data.custom.mine.file: format csv needs"),
+        ({"data.custom.mine": {"format": "xls", "file": "a"}}, "data.custom.mine.format"),
+        ({"paths.raw": 3}, "paths.raw: expected a string"),
+    ],
+)
+def test_bad_values_name_the_key(repo_params, overrides, message):
+    with pytest.raises(ParamsError) as info:
+        parse(repo_params, ".", overrides)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_unknown_and_missing_keys_in_the_file(tmp_path, repo_params):
+    bad = dict(repo_params, vocab={**repo_params["vocab"], "min_cuont": 2})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(bad))
+    with pytest.raises(ParamsError, match=r"vocab.min_cuont: unknown key"):
+        load_params(tmp_path / "params.yaml")
+    missing = dict(repo_params)
+    del missing["export"]
+    with pytest.raises(ParamsError, match=r"^export: missing key"):
+        parse(missing)
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        (tmp_path / "broken.yaml").write_text("a: [1,\n")
+        load_params(tmp_path / "broken.yaml")
+    with pytest.raises(ParamsError, match="params file not found"):
+        load_params(tmp_path / "nope.yaml")
+
+
+def test_custom_dataset_declared_in_params_is_a_labelled_choice(repo_params):
+    cfg = parse(repo_params, ".", {
+        "data.custom.tickets": {"format": "tsv", "file": "data/custom/t.tsv",
+                                "text_column": "body", "label_column": "queue"},
+        "data.labelled": "tickets",
+    })
+    assert cfg.data.labelled == "tickets"
+    assert cfg.data.custom["tickets"].text_column == "body"
+
+
+def test_flat_view_and_cli_overrides(repo_params):
+    cfg = parse(repo_params, ".", parse_overrides(["cnn.filter_windows=[2, 3]", "seed=7"]))
+    flat = cfg.flat()
+    assert flat["cnn.filter_windows"] == [2, 3]
+    assert flat["seed"] == 7
+    assert "root" not in flat
+    with pytest.raises(ParamsError, match="key=value"):
+        parse_overrides(["seed"])
+
+
+def test_small_floats_written_by_dvc_are_read_as_numbers(repo_params):
+    # DVC writes 0.00001 as `1e-05`, which PyYAML's YAML 1.1 resolver leaves a string.
+    cfg = parse(repo_params, ".", {"vocab.sample": yaml.safe_load("1e-05")})
+    assert cfg.vocab.sample == 1e-05
+    with pytest.raises(ParamsError, match="vocab.sample: expected a number"):
+        parse(repo_params, ".", {"vocab.sample": "small"})
