@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import ast
+import modulefinder
 from pathlib import Path
 
 import pytest
@@ -70,6 +71,18 @@ def test_stage_deps_are_its_import_closure(name: str) -> None:
         files = sorted(target.rglob("*.py")) if target.is_dir() else [target]
         extra = [str(f.relative_to(REPO)) for f in files if str(f.relative_to(REPO)) not in needed]
         assert not extra, f"{name}: dep {dep} lists {extra}, outside the stage's import closure"
+
+
+@pytest.mark.parametrize("name", [n for n, s in STAGES.items() if stage_entry(s["cmd"])])
+def test_closure_agrees_with_modulefinder(name: str) -> None:
+    """An independent check of importgraph: the standard library's ModuleFinder (bytecode
+    scan, lazy imports included), limited to the repository, finds the same files."""
+    entry = REPO.joinpath(*stage_entry(STAGES[name]["cmd"]).split(".")).with_suffix(".py")
+    finder = modulefinder.ModuleFinder(path=[str(REPO)])
+    finder.run_script(str(entry))
+    found = {Path(m.__file__) for m in finder.modules.values()
+             if m.__file__ and Path(m.__file__).is_relative_to(REPO)}
+    assert found == closure(stage_entry(STAGES[name]["cmd"]))
 
 
 def test_every_stage_depends_on_the_params_parser() -> None:
