@@ -161,21 +161,21 @@ def custom(tmp_path: Path, files: dict[str, str]) -> None:
     ("overrides", "files", "message"),
     [
         ({"data.corpus": ["abc"], "data.labelled": "mine",
-          "data.custom.mine": {"format": "csv", "file": "c.csv"}},
-         {"data/raw/abc/abc/rural.txt": "... ;;; --\n", "c.csv": "text,label\na b,x\nc d,y\n"},
+          "data.custom.mine": {"format": "csv", "file": "data/custom/c.csv"}},
+         {"data/raw/abc/abc/rural.txt": "... ;;; --\n", "data/custom/c.csv": "text,label\na b,x\nc d,y\n"},
          r"^empty corpus: datasets abc gave no sentences with >= 1 tokens$"),
         ({"data.labelled": "mine", "data.custom.mine": {
-            "format": "class_files", "files": {"pos": "p.txt", "neg": "n.txt"}}},
-         {"p.txt": "nice\n", "n.txt": "\n\n"},
+            "format": "class_files", "files": {"pos": "data/custom/p.txt", "neg": "data/custom/n.txt"}}},
+         {"data/custom/p.txt": "nice\n", "data/custom/n.txt": "\n\n"},
          r"n.txt: class file for label 'neg' has no lines$"),
-        ({"data.labelled": "mine", "data.custom.mine": {"format": "csv", "file": "c.csv"}},
-         {"c.csv": "text,label\nfine,x\ngood,x\n"},
+        ({"data.labelled": "mine", "data.custom.mine": {"format": "csv", "file": "data/custom/c.csv"}},
+         {"data/custom/c.csv": "text,label\nfine,x\ngood,x\n"},
          r"^labelled dataset 'mine' has a single class 'x': a classifier needs at least two$"),
         ({"data.corpus": ["brown", "webtext"]}, {},
          r"raw dataset folder .*webtext for 'webtext' is missing: run the download stage first"),
         ({"data.labelled": "mine", "data.custom.mine": {
-            "format": "tsv", "file": "c.tsv", "text_column": "body"}},
-         {"c.tsv": "label\ttext\nx\thi\n"},
+            "format": "tsv", "file": "data/custom/c.tsv", "text_column": "body"}},
+         {"data/custom/c.tsv": "label\ttext\nx\thi\n"},
          r"c.tsv: no column 'body' \(header: label, text\)$"),
     ],
     ids=["empty-corpus", "empty-class-file", "single-class", "missing-raw", "missing-column"],
@@ -186,7 +186,8 @@ def test_bad_input_fails_cleanly(cfg, tmp_path, overrides, files, message):
         prepare.run(cfg(**overrides))
     assert "\n" not in str(info.value)
     data = tmp_path / "data"
-    assert sorted(p.name for p in data.iterdir()) == ["raw"]  # no output, no temp leftovers
+    # no output, no temp leftovers (data/custom holds the inputs)
+    assert sorted(p.name for p in data.iterdir() if p.name != "custom") == ["raw"]
 
 
 def test_failure_keeps_previous_output(cfg, tmp_path):

@@ -175,8 +175,9 @@ def test_csv_missing_column_or_short_row_is_an_error(tmp_path):
 
 def test_read_dispatches_registry_and_custom_names(tmp_path, make_cfg):
     tree(tmp_path / "data" / "raw", "inaugural", {"1789-Washington.txt": "Fellow-Citizens. Hi.\n"})
-    (tmp_path / "c.csv").write_text("text,label\nhello,a\nbye,b\n")
-    cfg = make_cfg(**{"data.custom.mine": {"format": "csv", "file": "c.csv"},
+    (tmp_path / "data" / "custom").mkdir(parents=True)
+    (tmp_path / "data" / "custom" / "c.csv").write_text("text,label\nhello,a\nbye,b\n")
+    cfg = make_cfg(**{"data.custom.mine": {"format": "csv", "file": "data/custom/c.csv"},
                       "data.corpus": ["inaugural", "mine"], "data.labelled": "mine"})
     log = DecodeLog()
     assert [e.text for e in readers.read(cfg, "inaugural", log, "sentence")] == [
