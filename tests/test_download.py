@@ -219,12 +219,12 @@ def test_cli_stage_against_a_loopback_mirror(tmp_path):
         bad = cli(project, env, "--set", "download.retires=3")
         assert bad.returncode == 2
         assert bad.stderr.strip().splitlines() == [
-            "error: download: download.retires: unknown key (override 'download.retires')"]
+            "error: params: download.retires: unknown key (override 'download.retires')"]
         write_params(project, **{"download.max_extract_mb": 0})
         bad = cli(project, env)
         assert bad.returncode == 2
         assert bad.stderr.strip().splitlines() == [
-            "error: download: download.max_extract_mb: must be >= 1, got 0"]
+            "error: params: download.max_extract_mb: must be >= 1, got 0"]
 
         # A missing file on the mirror: one error line naming it, no new output.
         fresh = tmp_path / "fresh"

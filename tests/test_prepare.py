@@ -215,4 +215,4 @@ def test_cli(tmp_path, repo_params):
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines()[-1] == \
-        "error: prepare: prepare.folds: must be 0 (none) or >= 2, got 1"
+        "error: params: prepare.folds: must be 0 (none) or >= 2, got 1"
