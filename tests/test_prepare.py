@@ -10,11 +10,14 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import mlflow
 import pytest
 import yaml
 
 from tasks import prepare
+from tasks.core import tracking
 from tasks.core.errors import PipelineError
+from tasks.core.stage import run_stage
 from tasks.text.normalize import clean_str
 
 REPO = Path(__file__).resolve().parents[1]
@@ -155,6 +158,27 @@ def custom(tmp_path: Path, files: dict[str, str]) -> None:
     for rel, text in files.items():
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text(text)
+
+
+def test_labels_differing_only_in_non_ascii_letters_get_distinct_metric_keys(cfg, tmp_path):
+    # Issue #12: "très bien" and "trés bien" both became train_tr_s_bien (one overwrote the
+    # other); an emoji label crashed MLflow. Now each label has its own valid key.
+    labels = {"tr\u00e8s bien": "a", "tr\u00e9s bien": "b", "\U0001F600": "c", "neg": "d"}
+    files = {}
+    for i, (label, word) in enumerate(labels.items()):
+        files[label] = f"data/custom/{i}.txt"
+        custom(tmp_path, {files[label]: "".join(f"{word} film number {n}\n" for n in range(8))})
+    c = cfg(**{"data.labelled": "mine", "tracking.enabled": True,
+               "data.custom.mine": {"format": "class_files", "files": files}})
+    metrics = run_stage("prepare", prepare.run, c)
+    per_class = {k: v for k, v in metrics.items()
+                 if k.startswith("train_") and k != "train_examples"}
+    assert len(per_class) == 4 and sum(per_class.values()) == metrics["train_examples"]
+    assert "train_neg" in per_class                      # plain labels keep their plain key
+    assert tracking.safe_key("tr\u00e8s bien") != tracking.safe_key("tr\u00e9s bien")
+    client = mlflow.MlflowClient()
+    (found,) = client.search_runs([client.get_experiment_by_name("w2v-cnn").experiment_id])
+    assert {k: int(v) for k, v in found.data.metrics.items() if k in per_class} == per_class
 
 
 @pytest.mark.parametrize(

@@ -193,6 +193,9 @@ def test_query_cli(trained, capsys):
     assert all(n.split()[0].startswith("a") for n in lines[0][4:].split(", "))
     assert word2vec.main(["analogy", "a0", "a1", "b0", "--params", params]) == 0
     assert capsys.readouterr().out.startswith("a0 : a1 :: b0 : b")
+    for k in ("0", "-5"):                                  # issue #12: printed an empty list
+        assert word2vec.main(["nearby", "a0", "--k", k, "--params", params]) == 2
+        assert capsys.readouterr().err.splitlines() == [f"error: word2vec: --k: must be >= 1, got {k}"]
     # A real process: unknown word -> one line on stderr, exit code 2, no traceback.
     done = subprocess.run([sys.executable, "-m", "tasks.word2vec", "nearby", "a0", "nosuch",
                            "--params", params], capture_output=True, text=True, cwd=REPO)
