@@ -84,7 +84,12 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise ParamsError(f"{pair}: an override is key=value")
-        out[key.strip()] = yaml.safe_load(value)
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            why = " ".join(str(exc).split())[:200]
+            raise ParamsError(f"{key.strip()}: override value {value!r} is not YAML ({why})") \
+                from None
     return out
 
 
