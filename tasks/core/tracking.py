@@ -47,7 +47,7 @@ def safe_key(name: str) -> str:
     "trés bien" (both slug `tr_s_bien`) stay two keys and an emoji label is a valid key."""
     if _PLAIN_KEY.fullmatch(name) and posixpath.normpath(name) == name and len(name) <= 200:
         return name
-    slug = re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:120].replace("..", "_.")
+    slug = re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:120].replace("..", "_.") or "_"
     return f"{slug}-{text_md5(name)[:8]}"
 
 
