@@ -62,9 +62,10 @@ def utf8_texts(texts: Sequence[str], source: str) -> list[str]:
 def stdin_lines() -> list[str]:
     """Non-blank stdin lines, decoded strictly as UTF-8 (a bad line is an error naming it)."""
     lines = []
-    for number, raw in enumerate(sys.stdin.buffer, 1):
+    # the bytes under sys.stdin (a text-only stream, e.g. io.StringIO, is used as it is)
+    for number, raw in enumerate(getattr(sys.stdin, "buffer", sys.stdin), 1):
         try:
-            line = raw.decode("utf-8").rstrip("\r\n")
+            line = (raw.decode("utf-8") if isinstance(raw, bytes) else raw).rstrip("\r\n")
         except UnicodeDecodeError as exc:
             raise PipelineError(f"stdin line {number} is not valid UTF-8 text (byte "
                                 f"{raw[exc.start:exc.end].hex()} at offset {exc.start}); "
