@@ -128,3 +128,13 @@ def test_small_floats_written_by_dvc_are_read_as_numbers(repo_params):
     assert cfg.vocab.sample == 1e-05
     with pytest.raises(ParamsError, match="vocab.sample: expected a number"):
         parse(repo_params, ".", {"vocab.sample": "small"})
+
+
+def test_the_confinement_folder_is_what_dvc_tracks_for_download_and_prepare(repo_params):
+    # data.custom files are confined to paths.custom, and that same folder is a DVC dep of
+    # the stages reading them, so editing one re-runs them (docs/data.md).
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    for name in ("download", "prepare"):
+        assert "${paths.custom}" in stages[name]["deps"], name
+    assert repo_params["paths"]["custom"] == "data/custom"
+    assert (REPO / "data" / "custom").is_dir()
