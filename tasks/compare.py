@@ -27,9 +27,9 @@ from typing import Any
 from tasks.classifier.model import VARIANTS
 from tasks.core import tracking
 from tasks.core.atomic import atomic_file
-from tasks.core.errors import ParamsError, PipelineError
+from tasks.core.errors import PipelineError
 from tasks.core.params import PARAMS_FILE, Config, load_params
-from tasks.core.stage import parse_overrides, report_error, stage_main
+from tasks.core.stage import guarded, parse_overrides, stage_main
 
 KIM_MR = {"rand": 76.1, "static": 81.0, "non-static": 81.5, "multichannel": 81.1}  # Table 2
 
@@ -147,10 +147,10 @@ def main(argv=None) -> int:
         known.add_argument("--params", default=PARAMS_FILE)
         known.add_argument("--set", dest="overrides", action="append", default=[])
         args, _ = known.parse_known_args(argv)
-        try:
-            train_variants(args.params, args.overrides)
-        except (PipelineError, ParamsError) as exc:
-            return report_error("compare", exc)
+        code = guarded("compare", lambda: train_variants(args.params, args.overrides),
+                       "--verbose" in argv)
+        if code:
+            return code
     return stage_main("compare", run, argv)
 
 

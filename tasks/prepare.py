@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
@@ -154,7 +153,8 @@ def _check_tsv(path: Path, n_fields: int, n_rows: int) -> None:
 
 
 def _key(label: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", label)
+    # a distinct key per label, valid for MLflow and DVC (tracking.safe_key)
+    return tracking.safe_key(label)
 
 
 def run(cfg: Config) -> dict[str, Any]:

@@ -5,6 +5,11 @@ Fixtures:
   PREFECT_HOME -> a tmp dir, DATA_MIRROR unset, quiet TensorFlow logs.
 - `make_cfg(root=None, **overrides)`: a validated `Config` from the repo's params.yaml with
   dotted overrides (`make_cfg(**{"vocab.min_count": 1})`), rooted at `root` (default tmp).
+
+Hypothesis profiles (tests/test_reliability.py, docs/reliability.md): `ci` (default, what
+`make test` runs: derandomized, i.e. a fixed seed, same cases every run) and `nightly`
+(HYPOTHESIS_PROFILE=nightly: 10x the cases, random seed, failures printed as reproducible
+blobs). Test-local `max_examples` values are multiplied by `EXAMPLES_SCALE`.
 """
 
 from __future__ import annotations
@@ -15,12 +20,23 @@ from pathlib import Path
 import mlflow
 import pytest
 import yaml
+from hypothesis import HealthCheck, settings
 
 from tasks.core.params import Config, parse
 
 REPO = Path(__file__).resolve().parents[1]
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+_HYPOTHESIS_COMMON = {"deadline": None, "database": None,
+                      "suppress_health_check": [HealthCheck.too_slow,
+                                                HealthCheck.function_scoped_fixture,
+                                                HealthCheck.data_too_large]}
+settings.register_profile("ci", derandomize=True, print_blob=True, **_HYPOTHESIS_COMMON)
+settings.register_profile("nightly", derandomize=False, print_blob=True, **_HYPOTHESIS_COMMON)
+HYPOTHESIS_PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
+settings.load_profile(HYPOTHESIS_PROFILE)
+EXAMPLES_SCALE = 10 if HYPOTHESIS_PROFILE == "nightly" else 1
 
 
 @pytest.fixture(autouse=True)

@@ -205,6 +205,12 @@ def test_predict_cli(tmp_path, repo_params, capsys, monkeypatch):
     lines = capsys.readouterr().out.splitlines()
     assert [line.split("\t")[0] for line in lines] == ["pos", "neg"]  # blank lines skipped
 
+    assert main(["predict", "--params", str(params), "great fun", ""]) == 0   # issue #12
+    captured = capsys.readouterr()
+    assert [line.split("\t")[0] for line in captured.out.splitlines()][0] == "pos"
+    assert len(captured.out.splitlines()) == 2
+    assert "warning: cnn: argument 2 is empty" in captured.err
+
     assert main(["predict", "--model-dir", str(tmp_path / "nowhere"), "text"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: cnn: no trained model at ")

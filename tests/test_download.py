@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import mlflow
 import pytest
 import yaml
 from fixtures import (
@@ -24,6 +25,7 @@ from fixtures import (
     fixture_registry,
 )
 
+from tasks.core import tracking
 from tasks.core.catalog import REGISTRY, load_registry_file, registry
 from tasks.core.errors import ParamsError, PipelineError
 from tasks.core.stage import run_stage
@@ -166,6 +168,26 @@ def test_custom_dataset_files_must_exist_and_not_be_empty(tmp_path, make_cfg, lo
         "abc", "abc.extracted.json", "abc.zip"]  # custom files are not copied
 
 
+def test_emoji_class_labels_are_logged_to_mlflow(tmp_path, make_cfg, local_mirror):
+    # Issue #12: MLflow refused the param keys data.custom.mine.files.<emoji>: a traceback.
+    custom = tmp_path / "data" / "custom"
+    custom.mkdir(parents=True)
+    (custom / "happy.txt").write_text("a good film\n")
+    (custom / "sad.txt").write_text("a bad film\n")
+    spec = {"format": "class_files", "files": {"\U0001F600": "data/custom/happy.txt",
+                                               "\U0001F622 / ..": "data/custom/sad.txt"}}
+    cfg = make_cfg(root=tmp_path, **{"data.custom.mine": spec, "data.labelled": "mine",
+                                     "data.corpus": ["mine"], "tracking.enabled": True})
+    metrics = run_stage("download", run, cfg)
+    assert metrics["custom_files"] == 2
+    client = mlflow.MlflowClient()
+    (found,) = client.search_runs([client.get_experiment_by_name("w2v-cnn").experiment_id])
+    keys = [k for k in found.data.params if k.startswith("data.custom.mine.files.")]
+    assert len(keys) == 2 and found.info.status == "FINISHED"
+    assert found.data.params[tracking.safe_key("data.custom.mine.files.\U0001F600")] == (
+        "data/custom/happy.txt")
+
+
 def test_build_raw_tree_matches_the_stage(tmp_path):
     trees = build_raw_tree(tmp_path / "raw", ["brown", "webtext"])
     assert sorted(trees) == ["brown", "webtext"]
@@ -219,12 +241,12 @@ def test_cli_stage_against_a_loopback_mirror(tmp_path):
         bad = cli(project, env, "--set", "download.retires=3")
         assert bad.returncode == 2
         assert bad.stderr.strip().splitlines() == [
-            "error: download: download.retires: unknown key (override 'download.retires')"]
+            "error: params: download.retires: unknown key (override 'download.retires')"]
         write_params(project, **{"download.max_extract_mb": 0})
         bad = cli(project, env)
         assert bad.returncode == 2
         assert bad.stderr.strip().splitlines() == [
-            "error: download: download.max_extract_mb: must be >= 1, got 0"]
+            "error: params: download.max_extract_mb: must be >= 1, got 0"]
 
         # A missing file on the mirror: one error line naming it, no new output.
         fresh = tmp_path / "fresh"

@@ -47,6 +47,20 @@ def test_repo_params_parse_into_frozen_typed_config():
         ({"data.custom.mine": {"format": "csv"}}, "data.custom.mine.file: format csv needs"),
         ({"data.custom.mine": {"format": "xls", "file": "a"}}, "data.custom.mine.format"),
         ({"paths.raw": 3}, "paths.raw: expected a string"),
+        ({"word2vec.learning_rate": float("inf")}, "word2vec.learning_rate: expected a finite"),
+        ({"cnn.dropout": float("nan")}, "cnn.dropout: expected a finite number"),
+        ({"download.backoff": float("-inf")}, "download.backoff: expected a finite number"),
+        ({"data.custom.mine": {"format": "class_files", "files": {
+            "pos": "../../../etc/passwd", "neg": "/etc/services"}}},
+         "data.custom.mine.files.pos: '../../../etc/passwd' resolves to /etc/passwd, outside"),
+        ({"data.custom.mine": {"format": "csv", "file": "/etc/services"}},
+         "data.custom.mine.file: '/etc/services' resolves to /etc/services, outside data/custom/"),
+        ({"data.custom.mine": {"format": "csv", "file": "data/custom/../../c.csv"}},
+         "data.custom.mine.file: 'data/custom/../../c.csv' resolves to"),
+        ({"data.custom.mine": {"format": "csv", "file": "params.yaml"}},
+         "data.custom.mine.file: 'params.yaml' resolves to"),
+        ({"data.custom.mine": {"format": "csv", "file": "data/custom/a\0b"}},
+         "data.custom.mine.file: bad path"),
     ],
 )
 def test_bad_values_name_the_key(repo_params, overrides, message):
@@ -82,6 +96,22 @@ def test_custom_dataset_declared_in_params_is_a_labelled_choice(repo_params):
     assert cfg.data.custom["tickets"].text_column == "body"
 
 
+def test_custom_files_are_confined_to_data_custom_symlinks_followed(tmp_path, make_cfg):
+    custom = tmp_path / "data" / "custom"
+    custom.mkdir(parents=True)
+    (custom / "pos.txt").write_text("good\n")
+    (custom / "alias.txt").symlink_to(custom / "pos.txt")          # inside: fine
+    (custom / "escape.txt").symlink_to("/etc/passwd")              # points out: refused
+    spec = {"format": "class_files", "files": {"pos": "data/custom/alias.txt",
+                                               "neg": "data/custom/sub/../pos.txt"}}
+    cfg = make_cfg(**{"data.custom.mine": spec, "data.labelled": "mine"})
+    assert cfg.data.custom["mine"].files["pos"] == "data/custom/alias.txt"
+    spec = {"format": "csv", "file": "data/custom/escape.txt"}
+    with pytest.raises(ParamsError, match=r"^data.custom.mine.file: 'data/custom/escape.txt' "
+                                          r"resolves to /etc/passwd, outside data/custom/"):
+        make_cfg(**{"data.custom.mine": spec})
+
+
 def test_flat_view_and_cli_overrides(repo_params):
     cfg = parse(repo_params, ".", parse_overrides(["cnn.filter_windows=[2, 3]", "seed=7"]))
     flat = cfg.flat()
@@ -98,3 +128,13 @@ def test_small_floats_written_by_dvc_are_read_as_numbers(repo_params):
     assert cfg.vocab.sample == 1e-05
     with pytest.raises(ParamsError, match="vocab.sample: expected a number"):
         parse(repo_params, ".", {"vocab.sample": "small"})
+
+
+def test_the_confinement_folder_is_what_dvc_tracks_for_download_and_prepare(repo_params):
+    # data.custom files are confined to paths.custom, and that same folder is a DVC dep of
+    # the stages reading them, so editing one re-runs them (docs/data.md).
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    for name in ("download", "prepare"):
+        assert "${paths.custom}" in stages[name]["deps"], name
+    assert repo_params["paths"]["custom"] == "data/custom"
+    assert (REPO / "data" / "custom").is_dir()

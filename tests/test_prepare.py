@@ -10,11 +10,14 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import mlflow
 import pytest
 import yaml
 
 from tasks import prepare
+from tasks.core import tracking
 from tasks.core.errors import PipelineError
+from tasks.core.stage import run_stage
 from tasks.text.normalize import clean_str
 
 REPO = Path(__file__).resolve().parents[1]
@@ -157,25 +160,46 @@ def custom(tmp_path: Path, files: dict[str, str]) -> None:
         (tmp_path / rel).write_text(text)
 
 
+def test_labels_differing_only_in_non_ascii_letters_get_distinct_metric_keys(cfg, tmp_path):
+    # Issue #12: "très bien" and "trés bien" both became train_tr_s_bien (one overwrote the
+    # other); an emoji label crashed MLflow. Now each label has its own valid key.
+    labels = {"tr\u00e8s bien": "a", "tr\u00e9s bien": "b", "\U0001F600": "c", "neg": "d"}
+    files = {}
+    for i, (label, word) in enumerate(labels.items()):
+        files[label] = f"data/custom/{i}.txt"
+        custom(tmp_path, {files[label]: "".join(f"{word} film number {n}\n" for n in range(8))})
+    c = cfg(**{"data.labelled": "mine", "tracking.enabled": True,
+               "data.custom.mine": {"format": "class_files", "files": files}})
+    metrics = run_stage("prepare", prepare.run, c)
+    per_class = {k: v for k, v in metrics.items()
+                 if k.startswith("train_") and k != "train_examples"}
+    assert len(per_class) == 4 and sum(per_class.values()) == metrics["train_examples"]
+    assert "train_neg" in per_class                      # plain labels keep their plain key
+    assert tracking.safe_key("tr\u00e8s bien") != tracking.safe_key("tr\u00e9s bien")
+    client = mlflow.MlflowClient()
+    (found,) = client.search_runs([client.get_experiment_by_name("w2v-cnn").experiment_id])
+    assert {k: int(v) for k, v in found.data.metrics.items() if k in per_class} == per_class
+
+
 @pytest.mark.parametrize(
     ("overrides", "files", "message"),
     [
         ({"data.corpus": ["abc"], "data.labelled": "mine",
-          "data.custom.mine": {"format": "csv", "file": "c.csv"}},
-         {"data/raw/abc/abc/rural.txt": "... ;;; --\n", "c.csv": "text,label\na b,x\nc d,y\n"},
+          "data.custom.mine": {"format": "csv", "file": "data/custom/c.csv"}},
+         {"data/raw/abc/abc/rural.txt": "... ;;; --\n", "data/custom/c.csv": "text,label\na b,x\nc d,y\n"},
          r"^empty corpus: datasets abc gave no sentences with >= 1 tokens$"),
         ({"data.labelled": "mine", "data.custom.mine": {
-            "format": "class_files", "files": {"pos": "p.txt", "neg": "n.txt"}}},
-         {"p.txt": "nice\n", "n.txt": "\n\n"},
+            "format": "class_files", "files": {"pos": "data/custom/p.txt", "neg": "data/custom/n.txt"}}},
+         {"data/custom/p.txt": "nice\n", "data/custom/n.txt": "\n\n"},
          r"n.txt: class file for label 'neg' has no lines$"),
-        ({"data.labelled": "mine", "data.custom.mine": {"format": "csv", "file": "c.csv"}},
-         {"c.csv": "text,label\nfine,x\ngood,x\n"},
+        ({"data.labelled": "mine", "data.custom.mine": {"format": "csv", "file": "data/custom/c.csv"}},
+         {"data/custom/c.csv": "text,label\nfine,x\ngood,x\n"},
          r"^labelled dataset 'mine' has a single class 'x': a classifier needs at least two$"),
         ({"data.corpus": ["brown", "webtext"]}, {},
          r"raw dataset folder .*webtext for 'webtext' is missing: run the download stage first"),
         ({"data.labelled": "mine", "data.custom.mine": {
-            "format": "tsv", "file": "c.tsv", "text_column": "body"}},
-         {"c.tsv": "label\ttext\nx\thi\n"},
+            "format": "tsv", "file": "data/custom/c.tsv", "text_column": "body"}},
+         {"data/custom/c.tsv": "label\ttext\nx\thi\n"},
          r"c.tsv: no column 'body' \(header: label, text\)$"),
     ],
     ids=["empty-corpus", "empty-class-file", "single-class", "missing-raw", "missing-column"],
@@ -186,7 +210,8 @@ def test_bad_input_fails_cleanly(cfg, tmp_path, overrides, files, message):
         prepare.run(cfg(**overrides))
     assert "\n" not in str(info.value)
     data = tmp_path / "data"
-    assert sorted(p.name for p in data.iterdir()) == ["raw"]  # no output, no temp leftovers
+    # no output, no temp leftovers (data/custom holds the inputs)
+    assert sorted(p.name for p in data.iterdir() if p.name != "custom") == ["raw"]
 
 
 def test_failure_keeps_previous_output(cfg, tmp_path):
@@ -214,4 +239,4 @@ def test_cli(tmp_path, repo_params):
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines()[-1] == \
-        "error: prepare: prepare.folds: must be 0 (none) or >= 2, got 1"
+        "error: params: prepare.folds: must be 0 (none) or >= 2, got 1"

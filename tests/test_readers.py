@@ -173,10 +173,34 @@ def test_csv_missing_column_or_short_row_is_an_error(tmp_path):
         list(readers.delimited(spec, tmp_path, DecodeLog()))
 
 
+def test_csv_unterminated_quote_is_reported_where_it_starts(tmp_path):
+    (tmp_path / "t.csv").write_text('text,label\nfine,a\n"never closed,b\nmore,a\nlast,b\n')
+    spec = CustomDataset(format="csv", file="t.csv")
+    with pytest.raises(PipelineError, match=r"t.csv: line 3: a quoted field starting on this "
+                                            r"line is never closed$"):
+        list(readers.delimited(spec, tmp_path, DecodeLog()))
+    # a quoted field over several lines is fine, and later rows keep their own line numbers
+    (tmp_path / "t.csv").write_text('text,label\n"two\nlines",a\nshort\n')
+    with pytest.raises(PipelineError, match=r"t.csv: line 4: 1 fields"):
+        list(readers.delimited(spec, tmp_path, DecodeLog()))
+
+
+def test_csv_field_limit_is_raised_to_16_mib_and_beyond_is_one_error(tmp_path):
+    spec = CustomDataset(format="csv", file="t.csv")
+    long = "word " * 60_000                                # 300k chars > Python's 131072
+    (tmp_path / "t.csv").write_text(f'text,label\n"{long}",a\nshort one,b\n')
+    examples = list(readers.delimited(spec, tmp_path, DecodeLog()))
+    assert [e.label for e in examples] == ["a", "b"] and len(examples[0].text) == len(long)
+    (tmp_path / "t.csv").write_text(f'text,label\nok,a\n"{"x" * (readers.CSV_FIELD_LIMIT + 1)}",b\n')
+    with pytest.raises(PipelineError, match=r"t.csv: line 3: a field is longer than 16777216"):
+        list(readers.delimited(spec, tmp_path, DecodeLog()))
+
+
 def test_read_dispatches_registry_and_custom_names(tmp_path, make_cfg):
     tree(tmp_path / "data" / "raw", "inaugural", {"1789-Washington.txt": "Fellow-Citizens. Hi.\n"})
-    (tmp_path / "c.csv").write_text("text,label\nhello,a\nbye,b\n")
-    cfg = make_cfg(**{"data.custom.mine": {"format": "csv", "file": "c.csv"},
+    (tmp_path / "data" / "custom").mkdir(parents=True)
+    (tmp_path / "data" / "custom" / "c.csv").write_text("text,label\nhello,a\nbye,b\n")
+    cfg = make_cfg(**{"data.custom.mine": {"format": "csv", "file": "data/custom/c.csv"},
                       "data.corpus": ["inaugural", "mine"], "data.labelled": "mine"})
     log = DecodeLog()
     assert [e.text for e in readers.read(cfg, "inaugural", log, "sentence")] == [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -99,3 +100,13 @@ def test_git_tags_read_the_commit(tmp_path: Path):
                           capture_output=True, text=True, check=True).stdout.strip()
     tags = tracking.git_tags(tmp_path)
     assert tags == {"git_commit": head, "git_dirty": "false"}
+
+
+def test_safe_key_keeps_plain_keys_and_separates_the_others():
+    assert tracking.safe_key("data.custom.mine.files.pos") == "data.custom.mine.files.pos"
+    accents = [tracking.safe_key(s) for s in ("très bien", "trés bien", "tres bien")]
+    assert len(set(accents)) == 3 and all(k.startswith("tr") for k in accents)
+    for odd in ("\U0001F600", "../up", "a//b", "x" * 300, "", "tab\there"):
+        key = tracking.safe_key(odd)
+        assert re.fullmatch(r"[A-Za-z0-9_.-]+-[0-9a-f]{8}", key) and ".." not in key, key
+        assert key == tracking.safe_key(odd) and len(key) <= 200     # stable, not too long

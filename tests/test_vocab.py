@@ -151,4 +151,4 @@ def test_cli_metrics_and_mlflow_artifact(tmp_path, repo_params):
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines()[-1] == (
-        "error: vocab: vocab.max_size: must be 0 (no limit) or >= 3 (<pad>, <unk>, a word)")
+        "error: params: vocab.max_size: must be 0 (no limit) or >= 3 (<pad>, <unk>, a word)")

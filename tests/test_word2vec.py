@@ -107,9 +107,38 @@ def test_interrupted_run_resumes_where_it_stopped(trained, tmp_path):
     assert 0 < resumed["resumed_from_step"] < metrics["steps"]
     assert resumed["steps"] == metrics["steps"]            # step count continued, not restarted
     np.testing.assert_array_equal(np.load(again.path("word2vec") / "embeddings.npy"), emb)
+    curve = json.loads((again.path("metrics") / "word2vec_loss.json").read_text())
+    assert [p["epoch"] for p in curve] == [1, 2, 3]         # every epoch once (issue #12)
     # Different params: the fingerprint no longer matches, so training starts over.
     changed = workspace(tmp_path, **FAST, **{"word2vec.negatives": 2})
     assert word2vec.run(changed)["resumed_from_step"] == 0
+
+
+def test_rerun_after_a_completed_run_keeps_the_full_history(trained, tmp_path):
+    """Issue #12: a forced re-run (dvc repro -f) restores the final checkpoint, trains nothing
+    and must publish the same metrics and the whole loss history (it crashed with 1 epoch
+    and dropped the last epoch otherwise)."""
+    cfg, metrics, emb = trained
+    first_curve = json.loads((cfg.path("metrics") / "word2vec_loss.json").read_text())
+    again = workspace(tmp_path, **FAST)
+    word2vec.run(again)
+    rerun = run_stage("word2vec", word2vec.run, again)
+    timing = ("words_per_sec", "train_seconds", "wall_seconds", "resumed_from_step")
+    assert {k: v for k, v in rerun.items() if k not in timing} == {
+        k: v for k, v in metrics.items() if k not in timing}
+    assert rerun["resumed_from_step"] == metrics["steps"] and rerun["words_per_sec"] > 0
+    curve = json.loads((again.path("metrics") / "word2vec_loss.json").read_text())
+    assert curve == first_curve and [p["epoch"] for p in curve] == [1, 2, 3]
+    np.testing.assert_array_equal(np.load(again.path("word2vec") / "embeddings.npy"), emb)
+
+
+def test_rerun_of_a_one_epoch_run_does_not_crash(tmp_path, capsys):
+    cfg = workspace(tmp_path, **FAST, **{"word2vec.epochs": 1})
+    params = ["--params", str(tmp_path / "params.yaml")]
+    assert word2vec.main(params) == 0
+    assert word2vec.main(params) == 0, capsys.readouterr().err
+    curve = json.loads((cfg.path("metrics") / "word2vec_loss.json").read_text())
+    assert [p["epoch"] for p in curve] == [1]
 
 
 @pytest.mark.slow
@@ -164,6 +193,9 @@ def test_query_cli(trained, capsys):
     assert all(n.split()[0].startswith("a") for n in lines[0][4:].split(", "))
     assert word2vec.main(["analogy", "a0", "a1", "b0", "--params", params]) == 0
     assert capsys.readouterr().out.startswith("a0 : a1 :: b0 : b")
+    for k in ("0", "-5"):                                  # issue #12: printed an empty list
+        assert word2vec.main(["nearby", "a0", "--k", k, "--params", params]) == 2
+        assert capsys.readouterr().err.splitlines() == [f"error: word2vec: --k: must be >= 1, got {k}"]
     # A real process: unknown word -> one line on stderr, exit code 2, no traceback.
     done = subprocess.run([sys.executable, "-m", "tasks.word2vec", "nearby", "a0", "nosuch",
                            "--params", params], capture_output=True, text=True, cwd=REPO)

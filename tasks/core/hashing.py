@@ -3,6 +3,7 @@ fingerprints, run tags).
 
     size, sha256, md5 = digests(path)    # one pass over the file
     file_md5(path)                       # the hash DVC uses for a file
+    text_md5("très bien")                # md5 hex of a string's UTF-8 bytes
 """
 
 from __future__ import annotations
@@ -31,3 +32,8 @@ def file_md5(path: Path | str) -> str:
         while block := handle.read(_BLOCK):
             digest.update(block)
     return digest.hexdigest()
+
+
+def text_md5(text: str) -> str:
+    """md5 hex of a string's UTF-8 bytes (lone surrogates kept, so any str hashes)."""
+    return hashlib.md5(text.encode("utf-8", "surrogatepass")).hexdigest()

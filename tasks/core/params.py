@@ -40,6 +40,9 @@ class Paths:
     export: str
     cnn: str
     metrics: str
+    # Own-dataset files (data.custom) must lie under this folder: DVC tracks it as a dep of
+    # download and prepare, so editing one re-runs them (docs/data.md).
+    custom: str = "data/custom"
 
 
 @dataclass(frozen=True)
@@ -263,8 +266,34 @@ def parse(raw: Any, root: Path | str = ".", overrides: Mapping[str, Any] | None 
         raise ParamsError("root: unknown key (reserved)")
     if overrides:
         raw = apply_overrides(raw, overrides)
-    cfg = build(Config, raw)
-    return dataclasses.replace(cfg, root=Path(root).resolve())
+    cfg = dataclasses.replace(build(Config, raw), root=Path(root).resolve())
+    confine_custom_files(cfg)
+    return cfg
+
+
+def custom_files(dataset: CustomDataset) -> dict[str, str]:
+    """A data.custom entry's files by their key under it: `files.<label>` or `file`."""
+    if dataset.format == "class_files":
+        return {f"files.{label}": rel for label, rel in dataset.files.items()}
+    return {"file": dataset.file}
+
+
+def confine_custom_files(cfg: Config) -> None:
+    """Every data.custom file must resolve (symlinks followed) inside `paths.custom`, the
+    folder DVC tracks: anything else (`../../etc/passwd`, an absolute path, a symlink out)
+    is a ParamsError naming the key and the path."""
+    base = cfg.path("custom")
+    for name, dataset in cfg.data.custom.items():
+        for key, rel in custom_files(dataset).items():
+            where = f"data.custom.{name}.{key}"
+            try:
+                target = cfg.resolve(rel)
+            except (OSError, ValueError, RuntimeError) as exc:  # NUL byte, symlink loop
+                raise ParamsError(f"{where}: bad path {rel!r} ({exc})") from None
+            if not rel or not target.is_relative_to(base):
+                raise ParamsError(f"{where}: {rel!r} resolves to {target}, outside "
+                                  f"{cfg.paths.custom}/ (own-dataset files must lie under "
+                                  f"paths.custom so DVC tracks them)")
 
 
 def load_params(path: Path | str = PARAMS_FILE,

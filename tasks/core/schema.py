@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections.abc
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -92,6 +93,9 @@ def convert(key: str, tp: Any, value: Any) -> Any:
             return float(value)
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ParamsError(f"{key}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            # `.inf` / `.nan` are YAML floats; no param of the pipeline means anything with them.
+            raise ParamsError(f"{key}: expected a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):

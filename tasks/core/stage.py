@@ -7,8 +7,12 @@
 
 `python -m tasks.<stage> [--params params.yaml] [--set key=value ...]` is what `dvc.yaml`
 calls. The metrics `run` returns are written atomically to `<paths.metrics>/<stage>.json`
-(the DVC metrics file) and logged to MLflow. Expected failures (`PipelineError`,
-`ParamsError`, missing files) print one line `error: <stage>: ...` and exit with code 2.
+(the DVC metrics file) and logged to MLflow. Expected failures (`PipelineError`, missing
+files) print one line `error: <stage>: ...` and exit with code 2; a params problem is
+reported as `error: params: <section>.<key>: ...` (the section it is in, not the stage that
+happened to read it). Anything unforeseen prints one line `error: <stage>: unexpected
+<Type>: ...` first and exits with code 1; its traceback goes to the log at DEBUG level and is
+printed with `--verbose` (or PIPELINE_LOG_LEVEL=DEBUG). `guarded()` does this for every CLI.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import logging
 import os
 import sys
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,7 +38,7 @@ log = logging.getLogger("tasks")
 
 
 # Errors a user can fix (bad params, bad or missing input): one line on stderr, exit code 2.
-STAGE_ERRORS = (PipelineError, ParamsError, FileNotFoundError)
+STAGE_ERRORS = (PipelineError, ParamsError, OSError)
 
 
 def report_error(label: str, problem: BaseException | str, code: int = 2) -> int:
@@ -47,6 +52,31 @@ def report_error(label: str, problem: BaseException | str, code: int = 2) -> int
     return code
 
 
+def verbose_wanted(verbose: bool = False) -> bool:
+    """--verbose given, or PIPELINE_LOG_LEVEL=DEBUG: print tracebacks of unforeseen errors."""
+    return verbose or os.environ.get("PIPELINE_LOG_LEVEL", "").upper() == "DEBUG"
+
+
+def guarded(label: str, body: Callable[[], int | None], verbose: bool = False) -> int:
+    """Run a CLI body and turn every failure into one `error:` line and an exit code.
+
+    ParamsError -> `error: params: <key>: ...` (2); PipelineError / missing file ->
+    `error: <label>: ...` (2); any other Exception -> `error: <label>: unexpected <Type>: ...`
+    (1), its traceback logged at DEBUG and printed after the line when `verbose_wanted`."""
+    try:
+        return body() or 0
+    except ParamsError as exc:
+        return report_error("params", exc)
+    except STAGE_ERRORS as exc:
+        return report_error(label, exc)
+    except Exception as exc:  # a bug or an unforeseen input: one line first, then details
+        code = report_error(label, f"unexpected {type(exc).__name__}: {exc}", 1)
+        if verbose_wanted(verbose) and not log.isEnabledFor(logging.DEBUG):
+            traceback.print_exception(exc, file=sys.stderr)
+        log.debug("traceback of the error above", exc_info=exc)
+        return code
+
+
 def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
     """`["a.b=3", "c=[1, 2]"]` -> `{"a.b": 3, "c": [1, 2]}` (values parsed as YAML)."""
     out = {}
@@ -54,7 +84,12 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise ParamsError(f"{pair}: an override is key=value")
-        out[key.strip()] = yaml.safe_load(value)
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            why = " ".join(str(exc).split())[:200]
+            raise ParamsError(f"{key.strip()}: override value {value!r} is not YAML ({why})") \
+                from None
     return out
 
 
@@ -90,11 +125,12 @@ def stage_main(stage: str, run: Callable[[Config], dict[str, Any]],
     parser.add_argument("--params", default=PARAMS_FILE, help="params file (default params.yaml)")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE", help="override a params key (validated)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="print the traceback of an unexpected error")
     args = parser.parse_args(argv)
     setup_logging()
-    try:
-        cfg = load_params(args.params, parse_overrides(args.overrides))
-        run_stage(stage, run, cfg)
-    except STAGE_ERRORS as exc:
-        return report_error(stage, exc)
-    return 0
+
+    def body() -> None:
+        run_stage(stage, run, load_params(args.params, parse_overrides(args.overrides)))
+
+    return guarded(stage, body, args.verbose)

@@ -11,7 +11,9 @@ Params section: `tracking` (experiment, uri, enabled).
   `data.<path>` = the md5 DVC recorded in dvc.lock for each stage output.
 
 Inside a stage, `log_metrics`, `log_params`, `log_artifact(s)` act on the active run and do
-nothing when tracking is disabled, so stage code never checks.
+nothing when tracking is disabled, so stage code never checks. Keys go through `safe_key`:
+a key made from user data (a class label, a data.custom file key) that MLflow would refuse
+(emoji, `..`, too long) or that would collide once reduced to ASCII gets a stable hashed form.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import posixpath
+import re
 import subprocess
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -26,11 +30,25 @@ from typing import Any
 
 import yaml
 
+from tasks.core.hashing import text_md5
 from tasks.core.params import Config
 
 log = logging.getLogger(__name__)
 
 _ACTIVE: dict[str, Any] = {"enabled": False}
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def safe_key(name: str) -> str:
+    """`name` as a metric/param key MLflow and DVC accept, one key per distinct name.
+
+    Plain ASCII names ([A-Za-z0-9_.-], no `..` segments, <= 200 chars) are kept as they are;
+    any other name becomes its ASCII slug + '-' + 8 hex digits of its md5, so "très bien" and
+    "trés bien" (both slug `tr_s_bien`) stay two keys and an emoji label is a valid key."""
+    if _PLAIN_KEY.fullmatch(name) and posixpath.normpath(name) == name and len(name) <= 200:
+        return name
+    slug = re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:120].replace("..", "_.") or "_"
+    return f"{slug}-{text_md5(name)[:8]}"
 
 
 def project_root(start: Path) -> Path:
@@ -141,7 +159,7 @@ def log_params(params: Mapping[str, Any]) -> None:
     if _ACTIVE["enabled"]:
         import mlflow
 
-        mlflow.log_params({k: str(v)[:6000] for k, v in params.items()})
+        mlflow.log_params({safe_key(k): str(v)[:6000] for k, v in params.items()})
 
 
 def log_metrics(metrics: Mapping[str, Any], step: int | None = None) -> None:
@@ -149,7 +167,7 @@ def log_metrics(metrics: Mapping[str, Any], step: int | None = None) -> None:
     if _ACTIVE["enabled"]:
         import mlflow
 
-        numeric = {k: float(v) for k, v in metrics.items()
+        numeric = {safe_key(k): float(v) for k, v in metrics.items()
                    if isinstance(v, int | float) and not isinstance(v, bool)}
         if numeric:
             mlflow.log_metrics(numeric, step=step)

@@ -27,6 +27,7 @@ import keras
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from tasks.core.stage import guarded
 from tasks.digits import DigitsError
 
 INK_THRESHOLD = 0.2   # a pixel is ink when brighter than this (after stretching to [0, 1])
@@ -150,20 +151,21 @@ def predict_digit(model: keras.Model, path: Path | str, center: bool = True
 
 def main(argv: list[str] | None = None) -> int:
     """CLI: print `<image>\t<digit>\t<probability>` per image; exit 2 on DigitsError."""
-    args = sys.argv[1:] if argv is None else argv
+    args = list(sys.argv[1:] if argv is None else argv)
+    verbose = "--verbose" in args
+    args = [a for a in args if a != "--verbose"]
     if len(args) < 2:
         print("usage: python -m tasks.digits.predict MODEL.keras IMAGE [IMAGE ...]",
               file=sys.stderr)
         return 2
-    try:
+
+    def body() -> None:
         model = load_model(args[0])
         for image in args[1:]:
             digit, probability = predict_digit(model, image)
             print(f"{image}\t{digit}\t{probability:.4f}")
-    except DigitsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+
+    return guarded("digits", body, verbose)
 
 
 if __name__ == "__main__":

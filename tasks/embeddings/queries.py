@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from tasks.core.errors import ParamsError, PipelineError
+from tasks.core.errors import PipelineError
 from tasks.core.params import PARAMS_FILE, load_params
-from tasks.core.stage import parse_overrides, report_error
+from tasks.core.stage import guarded, parse_overrides
 from tasks.embeddings.evaluation import RESERVED, unit_rows
 
 
@@ -114,8 +114,13 @@ def main(argv: Sequence[str]) -> int:
         p.add_argument("--set", dest="overrides", action="append", default=[])
         p.add_argument("--from", dest="source", choices=("word2vec", "export"),
                        default="word2vec")
+    for p in (near, ana):
+        p.add_argument("--verbose", action="store_true", help="traceback of unexpected errors")
     args = parser.parse_args(argv)
-    try:
+
+    def body() -> None:
+        if args.k < 1:
+            raise PipelineError(f"--k: must be >= 1, got {args.k}")
         cfg = load_params(args.params, parse_overrides(args.overrides))
         emb = load_embeddings(cfg, args.source)
         if args.command == "nearby":
@@ -125,6 +130,5 @@ def main(argv: Sequence[str]) -> int:
             a, b, c = args.words
             hits = analogy(emb, a, b, c, args.k)
             print(f"{a} : {b} :: {c} : " + ", ".join(f"{w} {s:.3f}" for w, s in hits))
-    except (PipelineError, ParamsError) as exc:
-        return report_error("word2vec", exc)
-    return 0
+
+    return guarded("word2vec", body, args.verbose)

@@ -169,7 +169,9 @@ class Trainer:
             self.ckpt.restore(latest).assert_existing_objects_matched()
         s = {k: int(v.numpy()) for k, v in self.state.items()}
         resumed_from = s["step"]
-        history = [h for h in self.history() if h["epoch"] < s["epoch"]]
+        # history records are 1-based; s["epoch"] is the number of completed epochs, so keep
+        # 1..s["epoch"]: a kill between history.json and the checkpoint leaves one extra record
+        history = [h for h in self.history() if h["epoch"] <= s["epoch"]]
         log.info("%s at step %d (epoch %d, chunk %d, call %d)",
                  "resuming" if latest else "starting", s["step"], s["epoch"], s["chunk"],
                  s["call"])

@@ -140,16 +140,26 @@ def class_files(spec: CustomDataset, base: Path, log: DecodeLog,
             raise PipelineError(f"{path}: class file for label {label!r} has no lines")
 
 
+# One review or ticket per field can be long: Python's default limit (131072 characters) is
+# raised to 16 MiB; a longer field is an error naming the line (docs/data.md).
+CSV_FIELD_LIMIT = 16 << 20
+
+
 def delimited(spec: CustomDataset, base: Path, log: DecodeLog,
               unit: Unit = "example") -> Iterator[Example]:
-    """A CSV (or TSV) with a header row; text and label columns are chosen by header name."""
+    """A CSV (or TSV) with a header row; text and label columns are chosen by header name.
+
+    CSV is read strictly: a quote that is never closed is an error at the line where the
+    quoted field starts (not at the end of the file, where the reader notices it)."""
     path = base / spec.file
     if not path.is_file():
         raise PipelineError(f"{path}: {spec.format} file not found")
     tsv = spec.format == "tsv"
+    csv.field_size_limit(CSV_FIELD_LIMIT)
     with open_text(path, log, newline="") as handle:
-        rows = csv.reader(handle, delimiter="\t" if tsv else ",",
+        rows = csv.reader(handle, delimiter="\t" if tsv else ",", strict=not tsv,
                           quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL)
+        row_start = 1                   # line where the row being read starts
         try:
             header = [name.strip() for name in next(rows, [])]
             for column in (spec.text_column, spec.label_column):
@@ -157,17 +167,24 @@ def delimited(spec: CustomDataset, base: Path, log: DecodeLog,
                     raise PipelineError(f"{path}: no column {column!r} "
                                         f"(header: {', '.join(header) or 'empty'})")
             text_at, label_at = header.index(spec.text_column), header.index(spec.label_column)
+            row_start = rows.line_num + 1
             for row in rows:
+                line, row_start = row_start, rows.line_num + 1
                 if not any(cell.strip() for cell in row):
                     continue
                 if len(row) <= max(text_at, label_at):
-                    raise PipelineError(f"{path}: line {rows.line_num}: {len(row)} fields, "
+                    raise PipelineError(f"{path}: line {line}: {len(row)} fields, "
                                         f"header has {len(header)}")
                 label = row[label_at].strip()
-                _check_label(label, path, rows.line_num)
+                _check_label(label, path, line)
                 yield from _custom_text(label, row[text_at], unit)
         except csv.Error as exc:
-            raise PipelineError(f"{path}: line {rows.line_num}: {exc}") from None
+            why = str(exc)
+            if why == "unexpected end of data":
+                why = "a quoted field starting on this line is never closed"
+            elif "field larger than field limit" in why:
+                why = f"a field is longer than {CSV_FIELD_LIMIT} characters"
+            raise PipelineError(f"{path}: line {row_start}: {why}") from None
 
 
 def _check_label(label: str, path: Path, line: int | None = None) -> Path:
