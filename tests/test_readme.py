@@ -1,7 +1,7 @@
 """The README's commands work as written: every shell command of its ```bash blocks runs.
 
-The commands run in README order, in one bash session (so `cd` and files carry over), inside
-a temporary copy of the project (tests/project_copy.py: tiny params, fixture zips served on
+The commands run in README order, each in its own `bash -c` (```python blocks with the venv's
+python) from the root of a temporary copy of the project (tests/project_copy.py: tiny params, fixture zips served on
 127.0.0.1; `../shared/mirror/nltk` beside the copy holds the same fixture zips, so
 `DATA_MIRROR=../shared/mirror/nltk make run` works literally). The copy shares the checkout's
 `.venv` (as after `make setup`) and PATH does not contain it: nothing needs an activated venv.
@@ -51,14 +51,17 @@ NOT_RUN = {
 
 
 def readme_commands(text: str) -> list[tuple[str, str]]:
-    """(kind, command) in README order: kind `bash` for ```bash lines, `session` for `$ ...`
-    lines of unlabelled blocks (followed by their shown output, kept after a newline)."""
+    """(kind, command) in README order: kind `bash` for ```bash lines, `python` for a whole
+    ```python block, `session` for `$ ...` lines of unlabelled blocks (followed by their shown
+    output, kept after a newline)."""
     found: list[tuple[str, str]] = []
     for lang, body in re.findall(r"^```(\w*)\n(.*?)^```", text, flags=re.M | re.S):
         lines = body.replace("\\\n", " ").splitlines()
         if lang == "bash":
             found += [("bash", line.strip()) for line in lines
                       if line.strip() and not line.lstrip().startswith("#")]
+        elif lang == "python":
+            found.append(("python", body))
         elif not lang:
             for i, line in enumerate(lines):
                 if line.startswith("$ "):
@@ -76,10 +79,11 @@ def test_readme_commands_are_all_run_or_listed_with_a_reason():
     assert len(commands) > 15
     run = [c for kind, c in commands if kind == "bash" and not not_run_reason(c)]
     assert any(c.startswith("DATA_MIRROR=") for c in run)
+    assert any(kind == "python" and "load_model" in c for kind, c in commands)
     # every NOT_RUN entry still matches a README command (no stale excuses)
     listed = [c for _, c in commands]
     assert all(any(c.startswith(prefix) for c in listed) for prefix in NOT_RUN
-               if prefix not in ("docker ", ".venv/bin/tensorboard")), NOT_RUN
+               if prefix != "docker "), NOT_RUN
 
 
 def test_readme_commands_run_in_a_project_copy(tmp_path):
@@ -104,7 +108,9 @@ def test_readme_commands_run_in_a_project_copy(tmp_path):
                 command, shown = command.split("\n", 1)
             if not_run_reason(command):
                 continue
-            done = subprocess.run(["bash", "-c", command], cwd=root, env=env, text=True,
+            argv = [str(root / ".venv" / "bin" / "python"), "-c", command] \
+                if kind == "python" else ["bash", "-c", command]
+            done = subprocess.run(argv, cwd=root, env=env, text=True,
                                   capture_output=True, timeout=1200)
             output = done.stdout + done.stderr
             if kind == "session":
