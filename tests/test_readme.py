@@ -87,6 +87,7 @@ def test_readme_commands_are_all_run_or_listed_with_a_reason():
                if prefix != "docker "), NOT_RUN
 
 
+@pytest.mark.timeout(3600)   # the whole README in order, on a busy machine
 def test_readme_commands_run_in_a_project_copy(tmp_path):
     commands = readme_commands((REPO / "README.md").read_text(encoding="utf-8"))
     with fixture_project(tmp_path) as project:

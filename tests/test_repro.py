@@ -53,10 +53,12 @@ def test_stage_python_finds_the_venv_from_dvc_root_in_any_working_directory(tmp_
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)   # two pipeline runs; the suite's 900 s is too short on a busy machine
 def test_make_run_command_without_an_activated_venv(tmp_path):
     with fixture_project(tmp_path) as project:
         (project.root / ".venv").symlink_to(VENV)      # the checkout's own venv, as after make setup
-        env = {**project.env, "PATH": PLAIN_PATH}
+        # the folder mirror: the loopback server stops after a few minutes
+        env = {**project.env, "PATH": PLAIN_PATH, "DATA_MIRROR": str(tmp_path / "mirror")}
         env.pop("VIRTUAL_ENV", None)
         env.pop("PYTHONPATH", None)                     # the stages must not need it either
         command = [str(project.root / ".venv" / "bin" / "python"), "-m", "tasks.repro"]
