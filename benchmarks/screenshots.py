@@ -31,9 +31,10 @@ def free_port() -> int:
 
 def serve(argv: list[str], url: str) -> subprocess.Popen:
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # no proxy for loopback
     for _ in range(600):
         try:
-            urllib.request.urlopen(url, timeout=5)
+            direct.open(url, timeout=5)
             return proc
         except OSError:
             time.sleep(1)
