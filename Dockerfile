@@ -15,5 +15,6 @@ COPY pyproject.toml uv.lock ./
 RUN uv sync --frozen --extra k8s --no-install-project --no-cache
 COPY tasks/ tasks/
 COPY flows/ flows/
+COPY scripts/ scripts/
 COPY params.yaml dvc.yaml prefect.yaml ./
 RUN uv sync --frozen --extra k8s --no-cache

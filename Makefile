@@ -1,4 +1,4 @@
-# make setup | run | test | lint | bench   (see README.md)
+# make help | setup | run | test | lint | bench | compare   (see README.md)
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -10,7 +10,15 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export DVC_NO_ANALYTICS := 1
 export PIPELINE_RUN_ID ?= make-$(shell date -u +%Y%m%dT%H%M%SZ)
 
-.PHONY: setup run test lint bench compare clean-venv
+.PHONY: help setup run test lint bench compare clean-venv browser
+
+help:
+	@echo "make setup    create .venv from uv.lock (every other target does it when needed)"
+	@echo "make run      dvc repro (the whole pipeline), then a one-line-per-stage summary"
+	@echo "make test     the test suite (installs Debian's chromium for the UI test if missing)"
+	@echo "make lint     ruff over tasks flows tests benchmarks"
+	@echo "make bench    word2vec vs gensim benchmark (benchmarks/)"
+	@echo "make compare  train the four Kim CNN variants, write metrics/compare.md"
 
 setup: $(STAMP)
 
@@ -23,10 +31,13 @@ $(STAMP): uv.lock pyproject.toml | $(UV)
 	touch $(STAMP)
 
 run: setup
-	dvc repro
-	dvc metrics show
+	$(PY) -m tasks.repro
 
-test: setup
+# /usr/bin/chromium for tests/test_ui_browser.py; the same script .ci/run uses.
+browser:
+	scripts/install-chromium
+
+test: setup browser
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: setup
@@ -39,4 +50,4 @@ clean-venv:
 	rm -rf $(VENV) .tools
 
 compare: setup
-	python -m tasks.compare --train
+	$(PY) -m tasks.compare --train

@@ -141,7 +141,7 @@ def train_variants(params: str, overrides: list[str]) -> None:
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if "--train" in argv:
+    if "--train" in argv and not {"-h", "--help"} & set(argv):   # --help never trains
         argv.remove("--train")
         known = argparse.ArgumentParser(add_help=False)
         known.add_argument("--params", default=PARAMS_FILE)

@@ -24,8 +24,8 @@ import yaml
 from tests.fixtures import build_nltk_fixtures, fixture_registry, serve_directory
 
 REPO = Path(__file__).resolve().parents[1]
-COPIED = ["tasks", "flows", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", "pyproject.toml",
-          "data/custom/.gitkeep", "prefect.yaml"]
+COPIED = ["tasks", "flows", "scripts", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore",
+          "pyproject.toml", "data/custom/.gitkeep", "prefect.yaml"]
 
 # Small enough that every stage runs in seconds on 2 cores, large enough to exercise each path.
 TINY_PARAMS: dict[str, Any] = {

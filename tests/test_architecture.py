@@ -24,7 +24,7 @@ CODE_ROOTS = ("tasks/", "flows/")
 LAYERS = {"tasks.core": 0, "tasks.text": 1, "tasks.ingest": 2, "tasks.embeddings": 3,
           "tasks.classifier": 3, "tasks.digits": 3, "tasks.distributed": 4}
 ENTRY_LAYER, FLOWS_LAYER = 5, 6
-COMMANDS = {"tasks.compare"}   # entry modules that are commands, not dvc.yaml stages
+COMMANDS = {"tasks.compare", "tasks.repro", "tasks.plots"}   # entry modules that are commands, not dvc.yaml stages
 ENTRIES = {stage_entry(s["cmd"]) for s in STAGES.values()} | COMMANDS
 
 

@@ -94,3 +94,33 @@ def test_bad_input_fails_cleanly_without_partial_output(trained_like):
         export.run(cfg)
     assert not cfg.path("export").exists()
     assert not list(cfg.path("export").parent.glob(".export.*"))
+
+
+def projector_points(folder) -> tuple[list[str], np.ndarray]:
+    """Ask TensorBoard's own projector plugin (its HTTP routes, in process) what it shows for
+    `tensorboard --logdir folder`: the labels and the [n, d] tensor of the one run."""
+    from tensorboard.plugins import base_plugin
+    from tensorboard.plugins.projector.projector_plugin import ProjectorPlugin
+    from werkzeug.test import Client
+
+    plugin = ProjectorPlugin(base_plugin.TBContext(logdir=str(folder), data_provider=None))
+    client = Client(lambda env, start: plugin.get_plugin_apps()[env["PATH_INFO"]](env, start))
+    runs = json.loads(client.get("/runs").get_data())
+    assert runs == ["."], f"the projector finds no checkpoint in {folder}: runs {runs}"
+    config = json.loads(client.get("/info", query_string={"run": "."}).get_data())
+    (embedding,) = config["embeddings"]
+    name = embedding["tensorName"]
+    labels = client.get("/metadata", query_string={"run": ".", "name": name}).get_data(True)
+    raw = client.get("/tensor", query_string={"run": ".", "name": name}).get_data()
+    shape = embedding["tensorShape"]
+    return labels.splitlines(), np.frombuffer(raw, np.float32).reshape(shape)
+
+
+def test_tensorboard_projector_shows_labelled_points(tmp_path):
+    """`tensorboard --logdir data/export/projector` (and data/word2vec/tensorboard, the same
+    writer) opens the projector with one labelled point per word."""
+    cfg, emb = trained_workspace(tmp_path)
+    run_stage("export", export.run, cfg)
+    labels, points = projector_points(cfg.path("export") / "projector")
+    assert labels == load_vocab(cfg.path("vocab")).words[2:12]
+    np.testing.assert_array_equal(points, emb[2:12])

@@ -110,3 +110,25 @@ def test_safe_key_keeps_plain_keys_and_separates_the_others():
         key = tracking.safe_key(odd)
         assert re.fullmatch(r"[A-Za-z0-9_.-]+-[0-9a-f]{8}", key) and ".." not in key, key
         assert key == tracking.safe_key(odd) and len(key) <= 200     # stable, not too long
+
+
+def test_run_names_tell_variants_and_overrides_apart(make_cfg, monkeypatch):
+    """MLflow lists and chart legends show the run name: `cnn` four times told nobody which
+    variant was which."""
+    monkeypatch.delenv("PIPELINE_VARIANT", raising=False)
+    assert tracking.stage_run_name(make_cfg(**{"cnn.embedding_init": "rand"}), "cnn") == \
+        "cnn-rand"
+    assert tracking.stage_run_name(make_cfg(), "vocab") == "vocab"
+    monkeypatch.setenv("PIPELINE_VARIANT", "cnn.embedding_init=static")
+    assert tracking.stage_run_name(make_cfg(**{"cnn.embedding_init": "static"}), "cnn") == \
+        "cnn-static"
+    monkeypatch.setenv("PIPELINE_VARIANT", "vocab.min_count=3")
+    assert tracking.stage_run_name(make_cfg(), "vocab") == "vocab (vocab.min_count=3)"
+
+
+def test_flow_overrides_go_to_their_own_tag_not_variant(make_cfg, monkeypatch):
+    """`variant` means the CNN's embedding variant only (set by the cnn stage)."""
+    monkeypatch.setenv("PIPELINE_VARIANT", "vocab.min_count=3")
+    tags = tracking.run_tags(make_cfg(), "vocab")
+    assert tags["overrides"] == "vocab.min_count=3"
+    assert "variant" not in tags

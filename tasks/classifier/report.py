@@ -53,13 +53,20 @@ def log_mlflow_model(model, spec: dict[str, Any]) -> None:
     `mlflow.tensorflow.load_model` or `mlflow.pyfunc.load_model`, strings in)."""
     import importlib.metadata as md
 
+    import keras
     import mlflow
 
     # Explicit requirements: MLflow's inference would reload the model in a subprocess (~1 min).
     reqs = [f"{d}=={md.version(d)}" for d in ("tensorflow", "keras", "cloudpickle")]
     example = np.array(["a gorgeous , witty , seductive movie"], dtype=object)
-    mlflow.tensorflow.log_model(model, name="model", input_example=example,
-                                pip_requirements=reqs, metadata={"labels": spec["labels"]})
+    # MLflow runs model.predict on the example; Keras would draw a progress bar (with escape
+    # codes) into the stage's log, so interactive logging is off while it does.
+    keras.config.disable_interactive_logging()
+    try:
+        mlflow.tensorflow.log_model(model, name="model", input_example=example,
+                                    pip_requirements=reqs, metadata={"labels": spec["labels"]})
+    finally:
+        keras.config.enable_interactive_logging()
 
 
 def plot_confusion(confusion: list[list[int]], names: Sequence[str], path: Path) -> None:

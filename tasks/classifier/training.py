@@ -126,9 +126,11 @@ def train(model: keras.Model, data: Mapping[str, tuple[np.ndarray, np.ndarray]],
         # "epoch/..." keeps the curves apart from the final summary metrics of the same name.
         tracking.log_metrics({f"{prefix}epoch/{k}": v for k, v in row.items() if k != "epoch"},
                              step=epoch + 1)
-        log.info("%sepoch %d/%d: loss %.4f acc %.4f | dev loss %.4f acc %.4f | %.1f s",
-                 prefix, epoch + 1, epochs, row["train_loss"], row["train_accuracy"],
-                 row["dev_loss"], row["dev_accuracy"], seconds)
+        # ETA at most: early stopping (cnn.patience) may end the run sooner.
+        eta = (epochs - epoch - 1) * sum(state.seconds) / len(state.seconds)
+        log.info("%sepoch %d/%d: loss %.4f acc %.4f | dev loss %.4f acc %.4f | %.1f s, "
+                 "ETA <= %.0f s", prefix, epoch + 1, epochs, row["train_loss"],
+                 row["train_accuracy"], row["dev_loss"], row["dev_accuracy"], seconds, eta)
         if on_epoch is not None:
             on_epoch(state)
     for writer in writers.values():

@@ -97,8 +97,9 @@ def setup_logging() -> None:
     level = os.environ.get("PIPELINE_LOG_LEVEL", "INFO").upper()
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
-    # TensorFlow's C++ banner is noise in stage logs; keep warnings and errors.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+    # TensorFlow's C++ start-up lines: TF_CPP_MIN_LOG_LEVEL, set in tasks/__init__.py (it must
+    # be set before TensorFlow loads). Python-side absl INFO chatter stays out too:
+    logging.getLogger("absl").setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def metrics_path(cfg: Config, stage: str) -> Path:
@@ -118,10 +119,25 @@ def run_stage(stage: str, run: Callable[[Config], dict[str, Any]], cfg: Config) 
     return metrics
 
 
+def describe(module_doc: str | None, module: str) -> str:
+    """`--help` text from an entry module's docstring: its first line (what the stage does) and
+    its indented command lines (sub-commands such as `predict`, `nearby`, `analogy`)."""
+    lines = (module_doc or "").strip().splitlines()
+    commands = [line for line in lines
+                if line.startswith("    ") and line.lstrip().startswith(("python -m ", "make "))]
+    text = lines[0] if lines else ""
+    if commands:
+        text += "\n\ncommands:\n" + "\n".join(commands)
+    return text + f"\n\nparams, inputs, outputs: .venv/bin/python -m pydoc {module}"
+
+
 def stage_main(stage: str, run: Callable[[Config], dict[str, Any]],
                argv: Sequence[str] | None = None) -> int:
     """Entry point for `python -m tasks.<stage>`; returns the process exit code."""
-    parser = argparse.ArgumentParser(prog=f"python -m tasks.{stage}")
+    parser = argparse.ArgumentParser(prog=f"python -m tasks.{stage}",
+                                     description=describe(sys.modules[run.__module__].__doc__,
+                                                          f"tasks.{stage}"),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--params", default=PARAMS_FILE, help="params file (default params.yaml)")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE", help="override a params key (validated)")

@@ -7,8 +7,11 @@ Params section: `tracking` (experiment, uri, enabled).
   stage in a temporary experiment copy (`.dvc/tmp/exps/...`), so all runs land in one store.
 - Grouping: `PIPELINE_RUN_ID` becomes the `pipeline_run` tag of every stage run;
   `MLFLOW_PARENT_RUN_ID` (set by the Prefect flow) nests the stage run under a parent run.
-- Tags: `stage`, `git_commit`, `git_dirty`, `prefect_flow_run_id`, `dvc_exp_name`, and
-  `data.<path>` = the md5 DVC recorded in dvc.lock for each stage output.
+- Names: `stage_run_name` (`cnn-rand`, `vocab (vocab.min_count=3)`).
+- Tags: `stage`, `git_commit`, `git_dirty`, `prefect_flow_run_id`, `dvc_exp_name`, `overrides`
+  (`PIPELINE_VARIANT`: the flow's params overrides; `variant` is only the CNN's
+  cnn.embedding_init, set by the cnn stage), and `data.<path>` = the md5 DVC recorded in
+  dvc.lock for each stage output.
 
 Inside a stage, `log_metrics`, `log_params`, `log_artifact(s)` act on the active run and do
 nothing when tracking is disabled, so stage code never checks. Keys go through `safe_key`:
@@ -120,11 +123,22 @@ def data_hash_tags(root: Path) -> dict[str, str]:
 def run_tags(cfg: Config, stage: str) -> dict[str, str]:
     tags = {"stage": stage, **git_tags(cfg.root), **data_hash_tags(cfg.root)}
     env_tags = {"pipeline_run": "PIPELINE_RUN_ID", "prefect_flow_run_id": "PREFECT_FLOW_RUN_ID",
-                "dvc_exp_name": "DVC_EXP_NAME", "variant": "PIPELINE_VARIANT"}
+                "dvc_exp_name": "DVC_EXP_NAME", "overrides": "PIPELINE_VARIANT"}
     for tag, var in env_tags.items():
         if os.environ.get(var):
             tags[tag] = os.environ[var]
     return tags
+
+
+def stage_run_name(cfg: Config, stage: str) -> str:
+    """What tells runs apart in MLflow's lists and chart legends: `cnn-rand` (the stage and,
+    for the CNN, its embedding variant), plus the run's overrides when a flow or experiment
+    set them: `vocab (vocab.min_count=3)`."""
+    name = f"cnn-{cfg.cnn.embedding_init}" if stage == "cnn" else stage
+    overrides = os.environ.get("PIPELINE_VARIANT", "")
+    if overrides and overrides != f"cnn.embedding_init={cfg.cnn.embedding_init}":
+        name += f" ({overrides})"
+    return name
 
 
 @contextlib.contextmanager
@@ -143,7 +157,7 @@ def stage_run(cfg: Config, stage: str, run_name: str | None = None) -> Iterator[
     tags = run_tags(cfg, stage)
     if parent:
         tags["mlflow.parentRunId"] = parent
-    name = run_name or stage
+    name = run_name or stage_run_name(cfg, stage)
     with mlflow.start_run(experiment_id=experiment_id, run_name=name, tags=tags) as run:
         _ACTIVE["enabled"] = True
         try:

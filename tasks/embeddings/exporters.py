@@ -1,7 +1,7 @@
 """Word vectors in the formats other tools read (used by the word2vec and export stages).
 
 - `write_projector(folder, words, vectors)`: a TensorBoard projector (metadata.tsv, a
-  checkpoint holding the [n, d] tensor, projector_config.pbtxt);
+  checkpoint holding the [n, d] tensor + its `checkpoint` index file, projector_config.pbtxt);
 - `write_vectors_txt(path, words, vectors)`: word2vec text format, loads with gensim
   `KeyedVectors.load_word2vec_format(path)`;
 - `export_matrix(embeddings)`: the [V, d] matrix the CNN loads (<pad> zeros, <unk> the mean).
@@ -32,6 +32,11 @@ def write_projector(folder: Path, words: Sequence[str], vectors: np.ndarray) -> 
     entry.tensor_name = "embedding/.ATTRIBUTES/VARIABLE_VALUE"
     entry.metadata_path = "metadata.tsv"
     projector.visualize_embeddings(str(folder), config)
+    # The projector plugin finds the tensor through the folder's `checkpoint` index file
+    # (tf.train.get_checkpoint_state); without it, it reports "No checkpoint was found". The path
+    # is relative, so the folder still works after DVC moves it or checks it out elsewhere.
+    (folder / "checkpoint").write_text('model_checkpoint_path: "embedding.ckpt"\n'
+                                       'all_model_checkpoint_paths: "embedding.ckpt"\n')
 
 
 def write_vectors_txt(path: Path, words: Sequence[str], vectors: np.ndarray) -> None:

@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 
 TRAINER_VERSION = 1
 PAIRS_PER_CALL = 1 << 16   # ~65k pairs per compiled call: Python overhead vs bucket padding
+PROGRESS_SECONDS = 30     # one progress line (words/s, ETA) this often while training
 _TRAINING_KEYS = ("model", "loss", "dims", "window", "negatives", "epochs", "batch_size",
                   "learning_rate", "min_learning_rate")
 
@@ -180,7 +181,7 @@ class Trainer:
         writer = tf.summary.create_file_writer(str(self.tb_dir))
         stop = threading.Event()
         words_run, eval_seconds, last_loss = 0.0, 0.0, float("nan")
-        started = time.perf_counter()
+        started = last_report = time.perf_counter()
         try:
             for epoch, k, lo, hi, calls in self._calls(s["epoch"], s["chunk"], stop):
                 first = s["call"] if (epoch, k) == (s["epoch"], s["chunk"]) else 0
@@ -215,6 +216,11 @@ class Trainer:
                         tf.summary.scalar("train/learning_rate", lr1)
                         tf.summary.scalar("train/words_per_sec", words / max(dt, 1e-9))
                     self._set_position(s, epoch, k, j + 1)
+                    if time.perf_counter() - last_report >= PROGRESS_SECONDS:
+                        last_report = time.perf_counter()
+                        run_seconds = last_report - started - eval_seconds
+                        log_progress(epoch, w.epochs, done1 / total, words_run, run_seconds,
+                                     (total - done1) * run_seconds / max(words_run, 1.0))
                     if s["step"] // w.checkpoint_every > before // w.checkpoint_every:
                         self._save(history)
                 self._set_position(s, epoch, k + 1, 0)
@@ -263,6 +269,21 @@ class Trainer:
 
     def spec_json(self) -> dict[str, Any]:
         return {**asdict(self.spec), "trainer": "single-process", "steps_per_call": self.steps}
+
+
+def log_progress(epoch: int, epochs: int, fraction: float, words: float, seconds: float,
+                 eta_seconds: float) -> None:
+    """One progress line (every PROGRESS_SECONDS while training): plain text, so it reads the
+    same in a terminal, a DVC log or a Prefect log (no bar, no escape codes)."""
+    log.info("progress %4.1f%% (epoch %d/%d): %.0f words/s, ETA %s", 100 * fraction,
+             epoch + 1, epochs, words / max(seconds, 1e-9), clock(eta_seconds))
+
+
+def clock(seconds: float) -> str:
+    """95 -> '1m35s'; 3725 -> '1h02m05s'."""
+    m, s = divmod(int(round(seconds)), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
 
 
 def build_trainer(cfg: Config) -> Trainer:
