@@ -30,7 +30,7 @@ NAMED_LEVEL = re.compile(
     r"(?P<level>DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL|FATAL)\b[: ]")
 TF_NATIVE = re.compile(
     r"^(?:\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: (?P<tsl>[IWEF]) "
-    r"|(?P<absl>[IWEF])\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ )\S+:\d+\]")
+    r"|(?P<absl>[IWEF])\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ )\S+:\d+\]")
 STARTUP_NOISE = re.compile(
     r"absl::InitializeLog|cuda|cuDNN|cuFFT|cuBLAS|TensorRT|TF-TRT|oneDNN|cpu_feature_guard"
     r"|optimized to use available CPU instructions|computation placer|Unable to register"

@@ -47,12 +47,26 @@ from flows.run import PipelineRun
 RETRIED_STAGES = {"download"}  # network I/O: worth a retry; a training failure is not
 
 
+TEMPORARY_SERVER_NOTE = """\
+{prog}: PREFECT_API_URL is not set: starting Prefect's temporary server for this run.
+  It imports the whole Prefect server and opens its database before the run starts: about
+  10 s on 2 idle cores, up to a minute on a busy machine (waits up to {timeout} s), and it
+  is gone with its UI when the run ends. To skip the wait, run a server once:
+    PREFECT_SERVER_ANALYTICS_ENABLED=false .venv/bin/prefect server start --host 127.0.0.1
+    export PREFECT_API_URL=http://127.0.0.1:4200/api
+"""
+
+
 @contextlib.contextmanager
-def local_server_settings() -> Iterator[None]:
+def local_server_settings(prog: str = "flows.pipeline") -> Iterator[None]:
     """For the CLIs: without PREFECT_API_URL Prefect starts a temporary local server per run.
-    Keep it offline (no analytics) and give it time to start on a busy machine (the default
-    20 s is not always enough on 2 loaded cores). Explicit user settings win."""
+    Say so on stderr (what the CLI waits for, how to run a server instead), keep it offline
+    (no analytics) and give it time to start on a busy machine (the default 20 s is not
+    always enough on 2 loaded cores). Explicit user settings win."""
+    import sys
+
     from prefect.settings import (
+        PREFECT_API_URL,
         PREFECT_SERVER_ANALYTICS_ENABLED,
         PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
         temporary_settings,
@@ -65,6 +79,10 @@ def local_server_settings() -> Iterator[None]:
     if "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS" not in os.environ:
         updates[PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS] = 180
     with temporary_settings(updates=updates):
+        if not PREFECT_API_URL.value():
+            timeout = PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()
+            print(TEMPORARY_SERVER_NOTE.format(prog=prog, timeout=timeout), end="",
+                  file=sys.stderr, flush=True)
         yield
 
 

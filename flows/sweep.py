@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ParamsError, ValueError) as exc:  # a bad key or value, or bad JSON
         return report_error("sweep", exc)
     try:
-        with local_server_settings():
+        with local_server_settings("flows.sweep"):
             rows = sweep(variants=variants, root=args.root, name=args.name)
     except Exception as exc:
         return report_error("sweep", exc, 1)
