@@ -8,7 +8,8 @@ live and end when DVC moves on. Every event carries the time it was read, so a s
 are DVC's, whenever its follower reads them. `wait()` returns 0 or raises StageError;
 `restart()` launches the same command again after a failure (a retry: DVC skips the stages
 already done); `close()` stops DVC if the flow gives up. A DVC lock held by another run
-before any stage started is waited for (flows.stages.wait_for_lock), up to `lock_timeout`.
+before any stage started (with `resume_on_lock`, at any point) is waited for
+(flows.stages.wait_for_lock), up to `lock_timeout`, and the command run again.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ from flows.stages import (
     wait_for_lock,
 )
 
-FINISHED = ("Ran experiment(s)",)  # a line after the last stage (exp run); repro just exits
+FINISHED = ("Ran experiment(s)",)
+RANK = {"skipped": 1, "restored": 2, "ran": 3}  # a line after the last stage (exp run); repro just exits
 
 
 class DvcProcess:
@@ -47,8 +49,10 @@ class DvcProcess:
 
     def __init__(self, root: Path | str, args: Sequence[str], env: Mapping[str, str],
                  stages: Sequence[str], label: str, on_other: LineSink = print,
-                 lock_timeout: float = 3600.0, poll: float = 2.0) -> None:
+                 lock_timeout: float = 3600.0, poll: float = 2.0,
+                 resume_on_lock: bool = False) -> None:
         self.root, self.args, self.env, self.label = Path(root), list(args), dict(env), label
+        self.resume_on_lock = resume_on_lock
         self.stages = list(stages)
         self.on_other, self.lock_timeout, self.poll = on_other, lock_timeout, poll
         self.queues: dict[str, queue.Queue] = {}
@@ -144,7 +148,12 @@ class DvcProcess:
             rc = self._proc.wait()
             self.output.extend(lines)
             started = any(STAGE_EVENT.match(line) for line in lines)
-            if (rc != 0 and not started and is_lock_error(lines)
+            # Another DVC process holds a lock: wait for it, then run the same command again.
+            # `dvc repro` releases the repo lock while a stage command runs, so a second run
+            # can get past the first stages (skipped) and find the next one's outputs locked
+            # ("... is busy"): with `resume_on_lock` it waits then too, and DVC skips what is
+            # done; the stage being followed simply gets a new start marker.
+            if (rc != 0 and (not started or self.resume_on_lock) and is_lock_error(lines)
                     and wait_for_lock(deadline, self.poll, self.on_other, self.label, lines)):
                 continue
             return rc
@@ -156,8 +165,9 @@ class DvcProcess:
         kind, started = None, None
         while True:
             event, value, at = q.get()
-            if event == "start":
-                kind, started = value, at
+            if event == "start":  # again after a lock wait: a stage that ran stays "ran"
+                kind = value if RANK.get(value, 0) >= RANK.get(kind, 0) else kind
+                started = at if started is None else started
             elif event == "line":
                 on_line(value)
             elif kind is None and value not in (None, 0):

@@ -83,7 +83,8 @@ class PipelineRun:
                                   on_other, lock_timeout=self.lock_timeout)
         else:
             self.process = DvcProcess(self.root, ["repro", "dvc.yaml"], env, self.stages,
-                                  "dvc repro", on_other, lock_timeout=self.lock_timeout)
+                                  "dvc repro", on_other, lock_timeout=self.lock_timeout,
+                                  resume_on_lock=True)
         return self.process.start()
 
     def close(self, results: Mapping[str, Mapping[str, Any]] | None, ok: bool) -> dict[str, Any]:

@@ -11,7 +11,8 @@ and a `dvc repro` in a shell share one cache, one `dvc.lock` and DVC's locks.
   line goes to `on_line`; returns a `StageResult` whose status is `ran`, `skipped` (DVC
   found nothing changed) or `restored` (outputs checked out from DVC's run cache). A DVC
   lock held by another run (`Unable to acquire lock`, `... is busy`) is waited for.
-- (flows/experiment.py: the same for a whole params-overrides run, as a DVC experiment.)
+- The pipeline flow does not call `changed_stages` / `repro_stage`: it follows ONE `dvc repro`
+  (or `dvc exp run`) process stage by stage (flows/follow.py); they run a single stage.
 - `stage_env(extra)`: the environment for stage commands (`python -m tasks.X` must find
   this interpreter first on PATH; unbuffered output; no DVC analytics).
 """
