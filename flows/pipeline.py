@@ -38,7 +38,7 @@ from prefect.states import Completed
 from prefect.tasks import exponential_backoff
 
 from flows import stages as dvc
-from flows.common import summary_markdown
+from flows.common import summary_markdown, warm_up_tracking
 from flows.follow import DvcProcess
 from flows.logs import clean, line_level
 from flows.overrides import variant_name
@@ -176,9 +176,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         overrides = parse_overrides(args.overrides)
-        PipelineRun.validate_only(args.root, overrides)
+        cfg = PipelineRun.validate_only(args.root, overrides)
     except (ParamsError, dvc.StageError) as exc:
         return report_error("pipeline", exc)
+    warm_up_tracking(cfg)  # overlaps Prefect's flow-run registration / temporary server
     try:
         with local_server_settings():
             summary = pipeline(overrides=overrides, root=args.root, variant=args.variant,

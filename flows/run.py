@@ -32,6 +32,7 @@ from flows.follow import DvcProcess
 from flows.overrides import exp_name as make_exp_name
 from flows.overrides import validate, variant_name
 from tasks.core import tracking
+from tasks.core.params import Config
 
 
 class PipelineRun:
@@ -69,10 +70,10 @@ class PipelineRun:
                    mlflow_tags, lock_timeout)
 
     @staticmethod
-    def validate_only(root: str | Path, overrides: Mapping[str, Any] | None) -> list[str]:
+    def validate_only(root: str | Path, overrides: Mapping[str, Any] | None) -> Config:
         """The checks `open` makes before any work: params (with overrides), stage order."""
-        validate(root, overrides)
-        return dvc.stage_names(root)
+        dvc.stage_names(root)
+        return validate(root, overrides)
 
     def start(self, on_other: dvc.LineSink) -> DvcProcess:
         """Start the one DVC process of this run, to be followed stage by stage:
