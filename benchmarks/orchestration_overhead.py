@@ -18,7 +18,10 @@ temp dir, runs `dvc repro` in one and the flow in the other with the same enviro
 overrides go into both copies' params.yaml (e.g. for a shorter run).
 
 A Prefect server is started on a free 127.0.0.1 port unless PREFECT_API_URL is set.
-Output: a table on stdout and JSON in benchmarks/results/orchestration_overhead-<mode>.json.
+Output: a table on stdout and JSON in benchmarks/results/orchestration_overhead-<mode>.json
+(no-op: `seconds` = median wall time per variant, `cpu_seconds` = median CPU time of the
+command and its children, the figure a loaded shared machine distorts least; full:
+`overhead_percent` per pair and their median, CPU seconds and the load average per pair).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -47,10 +51,23 @@ def env_for(root: Path) -> dict[str, str]:
     return stage_env({"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PYTHONPATH": str(root)})
 
 
+CPU: list[float] = []  # CPU seconds (user + sys) of the last timed() command and its children
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def timed(cmd: list[str], root: Path, env: dict[str, str]) -> tuple[float, str]:
+    """Wall seconds and stdout of `cmd`; its CPU seconds (with its children, e.g. DVC and a
+    temporary Prefect server, not a running server) go to CPU[-1]: on a shared, loaded
+    machine they vary far less than wall time."""
+    cpu = children_cpu()
     started = time.perf_counter()
     result = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - started
+    CPU.append(children_cpu() - cpu)
     if result.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{result.stdout[-3000:]}{result.stderr[-3000:]}")
     return seconds, result.stdout
@@ -69,14 +86,20 @@ def flow_cli(root: Path, env: dict[str, str]) -> tuple[float, dict]:
 def flow_in_process(root: Path) -> tuple[float, dict]:
     from flows.pipeline import pipeline
 
+    cpu = time.process_time() + children_cpu()
     started = time.perf_counter()
     summary = pipeline(root=str(root))
-    return time.perf_counter() - started, summary
+    seconds = time.perf_counter() - started
+    CPU.append(time.process_time() + children_cpu() - cpu)
+    return seconds, summary
 
 
-def stats(values: list[float]) -> dict[str, float]:
-    return {"median_s": round(statistics.median(values), 2), "min_s": round(min(values), 2),
-            "max_s": round(max(values), 2), "runs": len(values)}
+def stats(values: list[float], cpu: list[float]) -> dict[str, float]:
+    """`seconds`: median wall time; `cpu_seconds`: median CPU time (this process's and its
+    children's; not a running server's)."""
+    return {"seconds": round(statistics.median(values), 2), "min_s": round(min(values), 2),
+            "max_s": round(max(values), 2), "cpu_seconds": round(statistics.median(cpu), 2),
+            "runs": len(values)}
 
 
 def noop(root: Path, repeat: int, api_url: str) -> dict:
@@ -84,18 +107,26 @@ def noop(root: Path, repeat: int, api_url: str) -> dict:
     dvc_repro(root, env)  # warm-up: build what is missing, fill DVC's state db
     results: dict[str, list[float]] = {"dvc repro": [], "flow (in-process, server)": [],
                                        "flow CLI (server)": [], "flow CLI (temporary server)": []}
+    cpu: dict[str, list[float]] = {name: [] for name in results}
     served = {**env, "PREFECT_API_URL": api_url}
     local = {k: v for k, v in env.items() if k != "PREFECT_API_URL"}
     for _ in range(repeat):
         seconds, out = dvc_repro(root, env)
         assert "Running stage" not in out, "the checkout is not up to date"
         results["dvc repro"].append(seconds)
+        cpu["dvc repro"].append(CPU[-1])
         seconds, summary = flow_in_process(root)
         assert all(s["status"] == "skipped" for s in summary["stages"].values()), summary
         results["flow (in-process, server)"].append(seconds)
+        cpu["flow (in-process, server)"].append(CPU[-1])
         results["flow CLI (server)"].append(flow_cli(root, served)[0])
+        cpu["flow CLI (server)"].append(CPU[-1])
         results["flow CLI (temporary server)"].append(flow_cli(root, local)[0])
-    return {name: stats(values) for name, values in results.items()}
+        cpu["flow CLI (temporary server)"].append(CPU[-1])
+        print(f"repetition {len(cpu['dvc repro'])}: "
+              f"{ {k: round(v[-1], 1) for k, v in results.items()} }, load {os.getloadavg()}",
+              flush=True)
+    return {name: stats(values, cpu[name]) for name, values in results.items()}
 
 
 def copy_project(source: Path, dest: Path, overrides: dict) -> Path:
@@ -139,16 +170,22 @@ def full_pair(source: Path, overrides: dict, api_url: str, flow_first: bool) -> 
                     "MLFLOW_TRACKING_URI": f"sqlite:///{work}/prefect-mlflow.db"}
         if flow_first:
             flow_seconds, summary = flow_cli(flowed, flow_env)
+            flow_cpu = CPU[-1]
             dvc_seconds, _ = dvc_repro(plain, dvc_env)
+            dvc_cpu = CPU[-1]
         else:
             dvc_seconds, _ = dvc_repro(plain, dvc_env)
+            dvc_cpu = CPU[-1]
             flow_seconds, summary = flow_cli(flowed, flow_env)
+            flow_cpu = CPU[-1]
         assert all(s["status"] == "ran" for s in summary["stages"].values()), summary
         for root, env in ((plain, dvc_env), (flowed, flow_env)):
             _, status = timed([sys.executable, "-m", "dvc", "status", "dvc.yaml"], root, env)
             assert "up to date" in status, status
         return {"dvc repro (s)": round(dvc_seconds, 1), "flow CLI (s)": round(flow_seconds, 1),
                 "overhead_percent": round(100 * (flow_seconds - dvc_seconds) / dvc_seconds, 1),
+                "dvc repro CPU (s)": round(dvc_cpu, 1), "flow CLI CPU (s)": round(flow_cpu, 1),
+                "load average": os.getloadavg(),
                 "first": "flow" if flow_first else "dvc repro",
                 "flow stage seconds": {s: r["seconds"] for s, r in summary["stages"].items()}}
     finally:
@@ -164,7 +201,8 @@ def full(source: Path, overrides: dict, api_url: str, repeat: int) -> dict:
         print(f"pair {i + 1}: {pairs[-1]}", flush=True)
     dvc_total = sum(p["dvc repro (s)"] for p in pairs)
     flow_total = sum(p["flow CLI (s)"] for p in pairs)
-    return {"pairs": pairs, "dvc repro median (s)":
+    return {"overhead_percent": statistics.median(p["overhead_percent"] for p in pairs),
+            "pairs": pairs, "dvc repro median (s)":
             statistics.median(p["dvc repro (s)"] for p in pairs),
             "flow CLI median (s)": statistics.median(p["flow CLI (s)"] for p in pairs),
             "overhead_percent median": statistics.median(p["overhead_percent"] for p in pairs),

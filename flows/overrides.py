@@ -14,8 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from flows.stages import read_yaml
 from tasks.core.params import Config, load_params
 
 _PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_./:-]*")
@@ -56,7 +55,7 @@ def _has_key(raw: Any, dotted: str) -> bool:
 
 def set_param_args(params_file: Path | str, overrides: Mapping[str, Any]) -> list[str]:
     """`["-S", "cnn.epochs=2", ...]`; a key new to params.yaml (data.custom.*) gets Hydra's `+`."""
-    raw = yaml.safe_load(Path(params_file).read_text()) or {}
+    raw = read_yaml(Path(params_file)) or {}
     args = []
     for key, value in overrides.items():
         prefix = "" if _has_key(raw, key) else "+"

@@ -10,10 +10,12 @@ work), `root` (the project checkout, default the working directory), `variant` (
 DVC lock held by another run), `download_retries` / `retry_backoff` (Prefect retries of the
 download task, the only I/O-bound stage).
 
-Without overrides each task runs `dvc repro --single-item <stage>` in the workspace (so
-dvc.lock and the cache are the ones `dvc repro` uses); a stage DVC reports as unchanged ends
-in a Completed state named "Skipped". With overrides the flow runs one `dvc exp run --temp`
-and each stage's task follows that stage's part of its output (docs/orchestration.md).
+The flow starts ONE DVC process, `dvc repro dvc.yaml` in the workspace (so dvc.lock and the
+cache are the ones `dvc repro` uses) or, with overrides, `dvc exp run --temp`, and each
+stage's task follows that stage's part of its output (flows/follow.py); a stage DVC skips or
+restores from its run cache ends in a Completed state named "Skipped"; the download task's
+retries run `dvc repro` again (docs/orchestration.md). Flow runs are named after the
+variant and the start time (`baseline 12-02 20:31Z`).
 Output: the summary dict (also printed by the CLI as JSON with --json) and the table
 artifact `pipeline-summary`.
 """
@@ -23,9 +25,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import logging
 import os
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -36,19 +38,35 @@ from prefect.states import Completed
 from prefect.tasks import exponential_backoff
 
 from flows import stages as dvc
-from flows.common import summary_markdown
-from flows.experiment import Experiment
+from flows.common import summary_markdown, warm_up_tracking
+from flows.follow import DvcProcess
+from flows.logs import clean, line_level
+from flows.overrides import variant_name
 from flows.run import PipelineRun
 
 RETRIED_STAGES = {"download"}  # network I/O: worth a retry; a training failure is not
 
 
+TEMPORARY_SERVER_NOTE = """\
+{prog}: PREFECT_API_URL is not set: starting Prefect's temporary server for this run.
+  It imports the whole Prefect server and opens its database before the run starts: about
+  10 s on 2 idle cores, up to a minute on a busy machine (waits up to {timeout} s), and it
+  is gone with its UI when the run ends. To skip the wait, run a server once:
+    PREFECT_SERVER_ANALYTICS_ENABLED=false .venv/bin/prefect server start --host 127.0.0.1
+    export PREFECT_API_URL=http://127.0.0.1:4200/api
+"""
+
+
 @contextlib.contextmanager
-def local_server_settings() -> Iterator[None]:
+def local_server_settings(prog: str = "flows.pipeline") -> Iterator[None]:
     """For the CLIs: without PREFECT_API_URL Prefect starts a temporary local server per run.
-    Keep it offline (no analytics) and give it time to start on a busy machine (the default
-    20 s is not always enough on 2 loaded cores). Explicit user settings win."""
+    Say so on stderr (what the CLI waits for, how to run a server instead), keep it offline
+    (no analytics) and give it time to start on a busy machine (the default 20 s is not
+    always enough on 2 loaded cores). Explicit user settings win."""
+    import sys
+
     from prefect.settings import (
+        PREFECT_API_URL,
         PREFECT_SERVER_ANALYTICS_ENABLED,
         PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
         temporary_settings,
@@ -61,21 +79,20 @@ def local_server_settings() -> Iterator[None]:
     if "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS" not in os.environ:
         updates[PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS] = 180
     with temporary_settings(updates=updates):
+        if not PREFECT_API_URL.value():
+            timeout = PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()
+            print(TEMPORARY_SERVER_NOTE.format(prog=prog, timeout=timeout), end="",
+                  file=sys.stderr, flush=True)
         yield
 
 
 def line_logger(logger: Any) -> dvc.LineSink:
-    """Each output line of a stage process becomes one Prefect log record."""
+    """Each output line of a DVC or stage process becomes one Prefect log record, at the
+    level the line itself states (flows/logs.py: TensorFlow start-up chatter is DEBUG)."""
     def emit(line: str) -> None:
-        if not line.strip():
-            return
-        if any(marker in line for marker in dvc.LOCK_ERRORS):
-            level = logging.WARNING  # another run holds the lock: expected, waited for
-        elif line.startswith("ERROR"):
-            level = logging.ERROR
-        else:
-            level = logging.WARNING if line.startswith("WARNING") else logging.INFO
-        logger.log(level, line)
+        line = clean(line)
+        if line.strip():
+            logger.log(line_level(line), line)
     return emit
 
 
@@ -89,31 +106,33 @@ def stage_state(result: dvc.StageResult) -> Any:
 
 
 @task(cache_policy=NO_CACHE, persist_result=False)
-def repro(stage: str, root: str, env: dict[str, str], unchanged: bool,
-          lock_timeout: float) -> Any:
-    """One stage in the workspace through `dvc repro --single-item`."""
-    if unchanged:  # dvc status said so and no upstream stage ran in this flow run
-        return stage_state(dvc.StageResult(stage, "skipped", 0.0, "unchanged (dvc status)"))
-    logger = get_run_logger()
-    result = dvc.repro_stage(root, stage, dvc.stage_env(env), line_logger(logger), lock_timeout)
-    return stage_state(result)
+def follow(stage: str, process: DvcProcess) -> Any:
+    """One stage of the running DVC process: stream its lines, end when DVC moves on.
 
-
-@task(cache_policy=NO_CACHE, persist_result=False)
-def follow(stage: str, experiment: Experiment) -> Any:
-    """One stage of the running DVC experiment: stream its lines, end when DVC moves on."""
-    return stage_state(experiment.follow(stage, line_logger(get_run_logger())))
+    A retry (Prefect retries the download task) finds DVC exited with an error and runs the
+    same `dvc repro` again: DVC skips what is done and re-runs the failed stage."""
+    if process.failed:
+        process.restart()
+    return stage_state(process.follow(stage, line_logger(get_run_logger())))
 
 
 def stage_task(stage: str, experiment: bool, retries: int, backoff: float) -> Any:
-    fn = follow if experiment else repro
     options: dict[str, Any] = {"name": stage, "task_run_name": stage}
     if stage in RETRIED_STAGES and not experiment:
         options.update(retries=retries, retry_delay_seconds=exponential_backoff(backoff))
-    return fn.with_options(**options)
+    return follow.with_options(**options)
 
 
-@flow(name="pipeline")
+def run_name() -> str:
+    """The flow run's name: what it runs and when, e.g. `cnn.embedding_init=rand 12-02 20:31Z`
+    (`baseline ...` without overrides), instead of Prefect's random adjective-animal."""
+    params = flow_run.parameters or {}
+    label = params.get("variant") or params.get("exp_name") or variant_name(
+        params.get("overrides"))
+    return f"{label[:80]} {datetime.now(UTC):%m-%d %H:%MZ}"
+
+
+@flow(name="pipeline", flow_run_name=run_name)
 def pipeline(overrides: dict[str, Any] | None = None, root: str = ".",
              variant: str | None = None, exp_name: str | None = None,
              mlflow_tags: dict[str, str] | None = None, lock_timeout: float = 3600.0,
@@ -126,21 +145,12 @@ def pipeline(overrides: dict[str, Any] | None = None, root: str = ".",
     results: dict[str, Any] = {}
     ok = False
     try:
-        if run.exp_name:
-            experiment = run.start_experiment(line_logger(logger))
-            for stage in run.stages:
-                state = stage_task(stage, True, 0, 0)(stage, experiment, return_state=True)
-                results[stage] = state.result()  # raises if the stage failed
-            experiment.wait()
-        else:
-            changed, ran = run.changed(), False
-            for stage in run.stages:
-                unchanged = changed is not None and stage not in changed and not ran
-                task_fn = stage_task(stage, False, download_retries, retry_backoff)
-                state = task_fn(stage, str(run.root), run.env, unchanged, lock_timeout,
-                                return_state=True)
-                results[stage] = state.result()  # raises if the stage failed
-                ran = ran or results[stage]["status"] != "skipped"
+        process = run.start(line_logger(logger))
+        for stage in run.stages:
+            task_fn = stage_task(stage, bool(run.exp_name), download_retries, retry_backoff)
+            state = task_fn(stage, process, return_state=True)
+            results[stage] = state.result()  # raises if the stage failed
+        process.wait()
         ok = True
     finally:
         summary = run.close(results, ok)
@@ -166,9 +176,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         overrides = parse_overrides(args.overrides)
-        PipelineRun.validate_only(args.root, overrides)
+        cfg = PipelineRun.validate_only(args.root, overrides)
     except (ParamsError, dvc.StageError) as exc:
         return report_error("pipeline", exc)
+    warm_up_tracking(cfg)  # overlaps Prefect's flow-run registration / temporary server
     try:
         with local_server_settings():
             summary = pipeline(overrides=overrides, root=args.root, variant=args.variant,

@@ -3,8 +3,9 @@
 `PipelineRun.open(root, overrides, ...)` validates the overrides with the project's parser
 and checks the stage list BEFORE any work, opens the MLflow parent run and builds the
 environment of the stage processes (MLFLOW_PARENT_RUN_ID, PIPELINE_RUN_ID,
-PREFECT_FLOW_RUN_ID, PIPELINE_VARIANT). With overrides it also starts the DVC experiment
-(`dvc exp run --temp`) whose output the per-stage tasks follow. `close(results)` reads the
+PREFECT_FLOW_RUN_ID, PIPELINE_VARIANT). `start()` launches the run's one DVC process, whose
+output the per-stage tasks follow: `dvc repro dvc.yaml`, or with overrides the DVC
+experiment (`dvc exp run --temp`). `close(results)` reads the
 metrics files (workspace, or the experiment's commit), finishes the MLflow parent run with
 tags and metrics, and returns the flow's summary (also the source of the Prefect artifact).
 """
@@ -27,9 +28,11 @@ from flows.common import (
     summary_rows,
 )
 from flows.experiment import Experiment
+from flows.follow import DvcProcess
 from flows.overrides import exp_name as make_exp_name
 from flows.overrides import validate, variant_name
 from tasks.core import tracking
+from tasks.core.params import Config
 
 
 class PipelineRun:
@@ -55,7 +58,7 @@ class PipelineRun:
         self.parent = ParentRun(self.cfg, run_name, tags, params=self.overrides)
         self.env = {"PIPELINE_RUN_ID": flow_run_id, "PREFECT_FLOW_RUN_ID": flow_run_id,
                     "PIPELINE_VARIANT": self.variant, **self.parent.env()}
-        self.experiment: Experiment | None = None
+        self.process: DvcProcess | None = None
 
     @classmethod
     def open(cls, root: str | Path, overrides: Mapping[str, Any] | None, flow_run_id: str | None,
@@ -67,28 +70,28 @@ class PipelineRun:
                    mlflow_tags, lock_timeout)
 
     @staticmethod
-    def validate_only(root: str | Path, overrides: Mapping[str, Any] | None) -> list[str]:
+    def validate_only(root: str | Path, overrides: Mapping[str, Any] | None) -> Config:
         """The checks `open` makes before any work: params (with overrides), stage order."""
-        validate(root, overrides)
-        return dvc.stage_names(root)
+        dvc.stage_names(root)
+        return validate(root, overrides)
 
-    # --- workspace mode: one `dvc repro --single-item` per stage -------------------------
-    def changed(self) -> set[str] | None:
-        """Stages DVC reports as changed now (None: unknown, run every stage through DVC)."""
-        return dvc.changed_stages(self.root, dvc.stage_env(self.env))
-
-    # --- experiment mode: one `dvc exp run --temp` for the whole chain -------------------
-    def start_experiment(self, on_other: dvc.LineSink) -> Experiment:
-        assert self.exp_name, "experiment mode needs overrides"
-        self.experiment = Experiment(self.root, self.exp_name, self.overrides,
-                                         dvc.stage_env(self.env), self.stages, on_other,
-                                         lock_timeout=self.lock_timeout).start()
-        return self.experiment
+    def start(self, on_other: dvc.LineSink) -> DvcProcess:
+        """Start the one DVC process of this run, to be followed stage by stage:
+        `dvc repro dvc.yaml` in the workspace, or with overrides `dvc exp run --temp`."""
+        env = dvc.stage_env(self.env)
+        if self.exp_name:
+            self.process = Experiment(self.root, self.exp_name, self.overrides, env, self.stages,
+                                  on_other, lock_timeout=self.lock_timeout)
+        else:
+            self.process = DvcProcess(self.root, ["repro", "dvc.yaml"], env, self.stages,
+                                  "dvc repro", on_other, lock_timeout=self.lock_timeout,
+                                  resume_on_lock=True)
+        return self.process.start()
 
     def close(self, results: Mapping[str, Mapping[str, Any]] | None, ok: bool) -> dict[str, Any]:
         """Finish the MLflow parent run; return the summary of this pipeline run."""
-        if self.experiment is not None:
-            self.experiment.close()
+        if self.process is not None:
+            self.process.close()
         results = dict(results or {})
         rev, metrics, tags = None, {}, {}
         try:

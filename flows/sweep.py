@@ -7,7 +7,7 @@
 Parameters: `variants` (a list of overrides mappings; default: `cnn.embedding_init` = rand,
 static, non-static, multichannel), `root`, `metrics` (MLflow metric names of the pipeline
 parent runs to show, `<stage>.<metric>`; default: those of KEY_METRICS that exist), `name`
-(label for the sweep). Every mapping is validated (tasks.core.params) before the first variant runs.
+(label for the sweep and its flow run name). Every mapping is validated (tasks.core.params) before the first variant runs.
 
 Each variant is a `pipeline` subflow run: a DVC experiment named
 `sweep-<overrides>-<sweep id>`, an MLflow parent run tagged `sweep_id` and `variant`.
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -59,7 +60,18 @@ def comparison_rows(runs: Any, metrics: list[str] | None) -> list[dict[str, Any]
     return rows
 
 
-@flow(name="sweep")
+def run_name() -> str:
+    """The flow run's name, e.g. `sweep cnn.embedding_init x4 12-02 20:31Z` or `sweep <name> ...`."""
+    params = flow_run.parameters or {}
+    variants = params.get("variants")
+    if variants is None:
+        variants = DEFAULT_VARIANTS
+    keys = sorted({key for overrides in variants for key in overrides})
+    label = params.get("name") or f"{','.join(keys)[:60] or 'baseline'} x{len(variants)}"
+    return f"sweep {label} {datetime.now(UTC):%m-%d %H:%MZ}"
+
+
+@flow(name="sweep", flow_run_name=run_name)
 def sweep(variants: list[dict[str, Any]] | None = None, root: str = ".",
           metrics: list[str] | None = None, name: str | None = None) -> list[dict[str, Any]]:
     logger = get_run_logger()
@@ -115,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ParamsError, ValueError) as exc:  # a bad key or value, or bad JSON
         return report_error("sweep", exc)
     try:
-        with local_server_settings():
+        with local_server_settings("flows.sweep"):
             rows = sweep(variants=variants, root=args.root, name=args.name)
     except Exception as exc:
         return report_error("sweep", exc, 1)

@@ -1,8 +1,9 @@
 """The `pipeline` flow against a real Prefect server, real DVC and a real MLflow store.
 
-- toy project (seconds per stage): one task run per stage named after it, in dvc.yaml order;
-  stage output streamed into the task's logs; download retried by Prefect; the summary
-  artifact; MLflow parent run with nested stage runs and tags; `dvc status` clean; a second
+- toy project (seconds per stage): one task run per stage named after it, in dvc.yaml order,
+  all following one `dvc repro`; stage output streamed into that stage's task logs; download
+  retried by Prefect (re-running `dvc repro`); the flow run named after the variant; the
+  summary artifact; MLflow parent run with nested stage runs and tags; `dvc status` clean; a second
   run is all "Skipped"; bad overrides fail before any work.
 - the REAL project pipeline on loopback fixture data (tests/project_copy.py), tiny params:
   two flow runs started at once both succeed (DVC's locks serialise them), then a third run
@@ -55,11 +56,16 @@ def test_toy_pipeline_tasks_logs_retries_artifact_mlflow(toy_run):
     assert {s: r["status"] for s, r in summary["stages"].items()} == dict.fromkeys(
         TOY_STAGES, "ran")
 
+    assert not any("prepare" in line for line in task_logs(runs[0].id))  # split per stage
+    assert summary["flow_run_name"].startswith("baseline ")  # not a random adjective-animal
+
+    # the summary table: one row per stage metric, the stage named on its first row
     [artifact] = [a for a in artifacts(flow_run_id) if a.key == "pipeline-summary"]
     rows = json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
-    assert [row["stage"] for row in rows] == TOY_STAGES
-    assert rows[2]["mlflow_run_id"] == summary["stage_runs"]["vocab"]
-    assert "lines=3" in rows[2]["metrics"]
+    assert [row["stage"] for row in rows if row["stage"]] == TOY_STAGES
+    vocab = {row["metric"]: row for row in rows[[r["stage"] for r in rows].index("vocab"):]}
+    assert vocab["lines"]["mlflow_run_id"] == summary["stage_runs"]["vocab"]
+    assert vocab["lines"]["value"] == "3" and vocab["min_count"]["value"] == "5"
     assert summary["mlflow_run_id"] in artifact.description
 
     # MLflow: one parent, each stage nested under it, all carrying the flow run id
