@@ -18,7 +18,7 @@ from fixtures import (
     NLTK_NAMES,
     Fault,
     FaultyServer,
-    build_nltk_fixtures,
+    build_fixtures,
     build_raw_tree,
     fixture_env,
     fixture_registry,
@@ -91,7 +91,7 @@ def test_unknown_dataset_is_a_config_error(make_cfg):
 
 
 def test_dataset_registry_file_adds_and_overrides_entries(tmp_path, make_cfg, monkeypatch):
-    zips = build_nltk_fixtures(tmp_path / "mirror")
+    zips = build_fixtures(tmp_path / "mirror")
     (tmp_path / "mirror" / "tiny.zip").write_bytes(zips["abc"].read_bytes())
     entries = yaml.safe_load(fixture_registry(zips, "http://127.0.0.1:9", tmp_path / "r.yaml")
                              .read_text())
@@ -101,6 +101,7 @@ def test_dataset_registry_file_adds_and_overrides_entries(tmp_path, make_cfg, mo
         "tiny": {"url": "http://127.0.0.1:9/tiny.zip", "reader": "plain_text", **tiny},
         "brown": {"url": "http://127.0.0.1:9/brown.zip", "md5": entries["brown"]["md5"]},
         "sentence_polarity": entries["sentence_polarity"],  # data.labelled, from the fixtures
+        **{name: entry for name, entry in entries.items() if name.startswith("mnist-")},
     }))
     with pytest.raises(ParamsError, match="unknown dataset 'tiny'"):
         make_cfg(**{"data.corpus": ["tiny"]})
@@ -193,7 +194,7 @@ def cli(folder: Path, env: dict[str, str], *args: str) -> subprocess.CompletedPr
 
 
 def test_cli_stage_against_a_loopback_mirror(tmp_path):
-    zips = build_nltk_fixtures(tmp_path / "mirror")
+    zips = build_fixtures(tmp_path / "mirror")
     registry_file = fixture_registry(zips, "http://127.0.0.1:9/corpora", tmp_path / "r.yaml")
     project = tmp_path / "project"
     write_params(project, **{"tracking.enabled": False})  # MLflow: see the test below
@@ -203,7 +204,8 @@ def test_cli_stage_against_a_loopback_mirror(tmp_path):
         done = cli(project, env)
         assert done.returncode == 0, done.stderr
         assert [(r.path, r.status) for r in server.requests] == [
-            ("sentence_polarity.zip", 200), ("brown.zip", 500), ("brown.zip", 200)]
+            ("sentence_polarity.zip", 200), ("brown.zip", 500), ("brown.zip", 200),
+            ("t10k-images-idx3-ubyte.gz", 200), ("t10k-labels-idx1-ubyte.gz", 200)]
 
         metrics = json.loads((project / "metrics" / "download.json").read_text())
         assert metrics["datasets"] == 2 and metrics["fetched"] == 2
@@ -213,6 +215,14 @@ def test_cli_stage_against_a_loopback_mirror(tmp_path):
         raw = project / "data" / "raw"
         assert (raw / "sentence_polarity" / "rt-polarity.pos").is_file()
         assert (raw / "brown" / "cats.txt").is_file()
+        mnist_raw = project / "data" / "mnist_raw"  # kept as downloaded, not extracted
+        assert sorted(p.name for p in mnist_raw.iterdir()) == [
+            "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
+        assert (mnist_raw / "t10k-images-idx3-ubyte.gz").read_bytes() == zips[
+            "mnist-t10k-images"].read_bytes()
+        assert metrics["mnist_files"] == metrics["mnist_fetched"] == 2
+        assert metrics["mnist_bytes"] == sum(zips[f"mnist-t10k-{kind}"].stat().st_size
+                                             for kind in ("images", "labels"))
         assert "retry 1/4" in done.stderr and "from mirror" in done.stderr
 
         # A bad params key: one line, exit 2, before any work.
@@ -247,7 +257,9 @@ def test_stage_run_records_sources_and_checksums_in_mlflow(tmp_path, make_cfg, l
     client = mlflow.MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
     (stage_run,) = client.search_runs([client.get_experiment_by_name("w2v-cnn").experiment_id])
     assert stage_run.data.tags["download.source.brown"] == "mirror"
-    assert stage_run.data.tags["download.datasets"] == "brown,sentence_polarity"
+    assert stage_run.data.tags["download.datasets"] == (
+        "brown,sentence_polarity,mnist-t10k-images,mnist-t10k-labels")  # mnist.protocol test-split
+    assert stage_run.data.tags["download.source.mnist-t10k-images"] == "mirror"
     assert stage_run.data.tags["download.mirror"] == local_mirror["DATA_MIRROR"]
     assert stage_run.data.params["dataset.brown.sha256"] == registry()["brown"].sha256
     assert stage_run.data.metrics["datasets"] == 2
