@@ -24,10 +24,12 @@ from fixtures import (
     fixture_registry,
 )
 
-from tasks.core.catalog import REGISTRY, load_registry_file, registry
+from tasks.core.catalog import REGISTRY, load_registry_file, mnist_datasets, registry
 from tasks.core.errors import ParamsError, PipelineError
+from tasks.core.params import Download
 from tasks.core.stage import run_stage
 from tasks.download import dataset_names, run
+from tasks.ingest.fetch import fetch, verify
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -268,3 +270,30 @@ def test_stage_run_records_sources_and_checksums_in_mlflow(tmp_path, make_cfg, l
 
 def test_all_fixture_names_are_registry_names():
     assert set(NLTK_NAMES) <= set(REGISTRY)
+
+
+def test_mnist_registry_entries_follow_the_protocol():
+    assert mnist_datasets("test-split") == ["mnist-t10k-images", "mnist-t10k-labels"]
+    assert mnist_datasets("standard") == ["mnist-train-images", "mnist-train-labels",
+                                          "mnist-t10k-images", "mnist-t10k-labels"]
+    with pytest.raises(PipelineError, match="unknown MNIST protocol 'kfold'"):
+        mnist_datasets("kfold")
+    t10k, train = REGISTRY["mnist-t10k-images"], REGISTRY["mnist-train-images"]
+    assert t10k.url == "https://storage.googleapis.com/cvdf-datasets/mnist/t10k-images-idx3-ubyte.gz"
+    assert t10k.archive == train.archive == "file"  # kept as downloaded, never extracted
+    assert (t10k.size, t10k.md5) == (1648877, "9fb629c4189551a2d022fa330f9573f3")
+    assert (train.md5, train.size, train.sha256) == ("f68b3c2dcbeaaa9fbdd348bbdeb94873", None, None)
+    assert REGISTRY["mnist-train-labels"].md5 == "d53e105ee54ea40749a09fcbcd1e9432"
+
+
+MNIST_MIRROR = Path(os.environ.get("MNIST_MIRROR") or REPO.parent / "shared" / "mirror" / "mnist")
+
+
+@pytest.mark.skipif(not MNIST_MIRROR.is_dir(), reason=f"real MNIST files not at {MNIST_MIRROR}")
+def test_registry_checksums_match_the_real_mnist_mirror(tmp_path):
+    settings = Download(connect_timeout=1.0, read_timeout=1.0, retries=0, backoff=0.0,
+                        max_extract_mb=1)
+    for name in mnist_datasets("test-split"):
+        spec = REGISTRY[name]
+        result = fetch(spec, tmp_path / spec.filename, settings, mirror=str(MNIST_MIRROR))
+        assert result.source == "mirror" and verify(spec, result.path)[0] == spec.size
