@@ -1,4 +1,6 @@
 # make help | setup | run | test | lint | bench | compare   (see README.md)
+# Offline: DATA_MIRROR='../shared/mirror/nltk|../shared/mirror/mnist' make run
+# (folders or base URLs separated by `|`, tried in order for each file; quote the value).
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python

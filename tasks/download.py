@@ -1,9 +1,10 @@
 """Stage `download`: fetch, verify and safely extract every registry dataset the params name.
 
-Params: `data` (corpus, labelled, custom) and `download` (connect_timeout, read_timeout,
-retries, backoff, max_extract_mb). Environment: `DATA_MIRROR` (a folder or base URL used
-instead of the public URLs, see tasks/ingest/fetch.py) and `DATASET_REGISTRY` (a YAML file adding
-or overriding registry entries, see tasks/core/catalog.py).
+Params: `data` (corpus, labelled, custom), `download` (connect_timeout, read_timeout,
+retries, backoff, max_extract_mb) and `mnist.protocol` (which MNIST files). Environment:
+`DATA_MIRROR` (folders or base URLs separated by `|`, used instead of the public URLs, see
+tasks/ingest/fetch.py) and `DATASET_REGISTRY` (a YAML file adding or overriding registry
+entries, see tasks/core/catalog.py).
 
 Datasets: the registry names in `data.corpus`, then `data.labelled` if it is one, each once.
 Outputs, under `paths.raw`:
@@ -13,11 +14,15 @@ Outputs, under `paths.raw`:
   (`data/raw/brown/ca01`, `data/raw/sentence_polarity/rt-polarity.pos`);
 - `<name>.extracted.json`: marker naming the archive sha256/md5 the tree came from, so an
   unchanged archive is not extracted again.
+Under `paths.mnist_raw`: the MNIST IDX files `mnist.protocol` reads (registry entries of kind
+`file`, `catalog.mnist_datasets`), verified and kept as downloaded (`t10k-images-idx3-ubyte.gz`,
+...), for the `mnist` stage. A separate output, so the text stages never re-run for MNIST.
 Custom datasets (`data.custom`) are only checked (exist, non-empty): prepare reads them.
 
 Metrics (numeric): datasets, fetched, cached, from_mirror, archive_bytes, extracted,
-extracted_files, extracted_bytes, custom_files, custom_bytes. Each dataset's source and
-sha256 go to MLflow as tags / params (`download.source.<name>`, `dataset.<name>.sha256`).
+extracted_files, extracted_bytes, custom_files, custom_bytes (text datasets), mnist_files,
+mnist_fetched, mnist_bytes. Each dataset's source and sha256 go to MLflow as tags / params
+(`download.source.<name>`, `dataset.<name>.sha256`).
 """
 
 from __future__ import annotations
@@ -31,12 +36,12 @@ from typing import Any
 
 from tasks.core import tracking
 from tasks.core.atomic import write_json
-from tasks.core.catalog import DatasetSpec, registry
+from tasks.core.catalog import DatasetSpec, mnist_datasets, registry
 from tasks.core.errors import PipelineError
 from tasks.core.params import Config, Download
 from tasks.core.stage import stage_main
 from tasks.ingest.archive import extract
-from tasks.ingest.fetch import MIRROR_ENV, FetchResult, fetch, redact
+from tasks.ingest.fetch import MIRROR_ENV, FetchResult, check_mirrors, fetch, redact_mirrors
 
 log = logging.getLogger("tasks.download")  # not "__main__" under python -m
 
@@ -125,16 +130,27 @@ def run(cfg: Config) -> dict[str, Any]:
     known = registry()
     names = dataset_names(cfg, known)
     custom_files, custom_bytes = check_custom(cfg)  # a local mistake fails before any network
+    digits = mnist_datasets(cfg.mnist.protocol)
+    missing = [name for name in digits if name not in known]
+    if missing:  # only a DATASET_REGISTRY file could cause it (built-ins are always there)
+        raise PipelineError(f"{missing[0]}: not in the dataset registry (mnist.protocol "
+                            f"{cfg.mnist.protocol} needs it)")
     mirror = os.environ.get(MIRROR_ENV) or None
+    check_mirrors(mirror)  # a mistyped folder fails before any network
     if mirror:
-        log.info("using %s=%s instead of the public URLs", MIRROR_ENV, redact(mirror))
+        log.info("using %s=%s instead of the public URLs", MIRROR_ENV, redact_mirrors(mirror))
     raw = cfg.path("raw")
     done = [materialise(known[name], raw, cfg.download, mirror) for name in names]
+    mnist_raw = cfg.path("mnist_raw")
+    idx = [fetch(known[name], mnist_raw / known[name].filename, cfg.download, mirror)
+           for name in digits]
 
-    tracking.set_tags({"download.datasets": ",".join(names),
-                       "download.mirror": redact(mirror) if mirror else "",
-                       **{f"download.source.{d.spec.name}": d.fetch.source for d in done}})
-    tracking.log_params({f"dataset.{d.spec.name}.sha256": d.fetch.sha256 for d in done})
+    tracking.set_tags({"download.datasets": ",".join([*names, *digits]),
+                       "download.mirror": redact_mirrors(mirror) if mirror else "",
+                       **{f"download.source.{d.spec.name}": d.fetch.source for d in done},
+                       **{f"download.source.{r.name}": r.source for r in idx}})
+    tracking.log_params({f"dataset.{d.spec.name}.sha256": d.fetch.sha256 for d in done}
+                        | {f"dataset.{r.name}.sha256": r.sha256 for r in idx})
     return {
         "datasets": len(done),
         "fetched": sum(d.fetch.source != "cached" for d in done),
@@ -146,6 +162,9 @@ def run(cfg: Config) -> dict[str, Any]:
         "extracted_bytes": sum(d.bytes for d in done),
         "custom_files": custom_files,
         "custom_bytes": custom_bytes,
+        "mnist_files": len(idx),
+        "mnist_fetched": sum(r.source != "cached" for r in idx),
+        "mnist_bytes": sum(r.size for r in idx),
     }
 
 

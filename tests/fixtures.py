@@ -9,9 +9,16 @@
   Planted structure: topic sentences use either ANIMALS or VEHICLES (plus FILLER) words, so
   word2vec neighbours stay inside a topic; polarity sentences use POSITIVE or NEGATIVE words
   (plus shared words), so a classifier separates them. Deterministic bytes, ~60 KB, < 0.2 s.
-- `fixture_registry(zips, base_url, path) -> path`: a DATASET_REGISTRY YAML for those zips.
-- `fixture_env(folder) -> {"DATA_MIRROR": ..., "DATASET_REGISTRY": ...}`: fixtures as a local
-  mirror folder, no server needed (registry URLs point at a closed loopback port, never contacted).
+- `build_mnist_fixtures(folder) -> {registry name: path}`: tiny MNIST IDX files (gzip, real
+  format, the original file names) of synthetic digits for the four registry entries
+  `mnist-{t10k,train}-{images,labels}` (t10k: 400 images, train: 200), so the download
+  stage fetches and the mnist stage reads them with the product's code.
+- `build_fixtures(folder)`: both of the above in one folder (what a mirror holds).
+- `fixture_registry(files, base_url, path) -> path`: a DATASET_REGISTRY YAML for those files
+  (zips or IDX files; each entry keeps its built-in reader and archive kind).
+- `fixture_env(folder) -> {"DATA_MIRROR": ..., "DATASET_REGISTRY": ...}`: fixtures (NLTK and
+  MNIST) as a local mirror folder, no server needed (registry URLs point at a closed loopback
+  port, never contacted).
 - `build_raw_tree(raw, names=None) -> {name: tree}`: what the download stage leaves in
   `paths.raw` (archives, extracted `<name>/` trees, markers), built without the stage.
 - `serve_directory(folder)`: context manager yielding the base URL of a threaded HTTP server
@@ -200,8 +207,29 @@ def build_nltk_fixtures(folder: Path) -> dict[str, Path]:
             for name in NLTK_NAMES}
 
 
+MNIST_FIXTURE_SIZES = {"t10k": 40, "train": 20}  # images per class
+
+
+def build_mnist_fixtures(folder: Path) -> dict[str, Path]:
+    """Write tiny gzip IDX files under the MNIST names; -> {registry name: path}."""
+    from tests.digits_fixtures import synthetic_digits, write_mnist
+
+    out = {}
+    for seed, (part, per_class) in enumerate(MNIST_FIXTURE_SIZES.items()):
+        images, labels = write_mnist(Path(folder), *synthetic_digits(per_class, seed), part=part)
+        out[f"mnist-{part}-images"], out[f"mnist-{part}-labels"] = images, labels
+    return out
+
+
+def build_fixtures(folder: Path) -> dict[str, Path]:
+    """The NLTK zips and the MNIST IDX files in one mirror folder; -> {registry name: path}."""
+    return {**build_nltk_fixtures(folder), **build_mnist_fixtures(folder)}
+
+
 def fixture_registry(zips: dict[str, Path], base_url: str, path: Path) -> Path:
-    """Write a DATASET_REGISTRY YAML for `zips` (real size/md5/sha256, URLs under base_url)."""
+    """Write a DATASET_REGISTRY YAML for `zips` (real size/md5/sha256, URLs under base_url);
+    the files may also be MNIST IDX files (`build_fixtures`): built-in entries keep their
+    reader and archive kind."""
     from tasks.core.catalog import REGISTRY
 
     entries = {}
@@ -215,7 +243,7 @@ def fixture_registry(zips: dict[str, Path], base_url: str, path: Path) -> Path:
             "sha256": hashlib.sha256(data).hexdigest(),
             "reader": builtin.reader if builtin else "plain_text",
             "labelled": builtin.labelled if builtin else False,
-            "archive": "zip",
+            "archive": builtin.archive if builtin else "zip",
         }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -224,9 +252,10 @@ def fixture_registry(zips: dict[str, Path], base_url: str, path: Path) -> Path:
 
 
 def fixture_env(folder: Path) -> dict[str, str]:
-    """Fixture zips in `folder` as a local DATA_MIRROR, plus their DATASET_REGISTRY file."""
+    """Fixture zips and MNIST files in `folder` as a local DATA_MIRROR, plus their
+    DATASET_REGISTRY file."""
     folder = Path(folder)
-    zips = build_nltk_fixtures(folder)
+    zips = build_fixtures(folder)
     registry = fixture_registry(zips, "http://127.0.0.1:9/nltk", folder / "registry.yaml")
     return {"DATA_MIRROR": str(folder), "DATASET_REGISTRY": str(registry)}
 
@@ -432,7 +461,8 @@ def serve_directory(folder: Path) -> Iterator[str]:
 
 @contextlib.contextmanager
 def nltk_mirror(folder: Path) -> Iterator[tuple[str, Path]]:
-    """Build the fixture zips in `folder/mirror`, serve them; yield (base_url, registry)."""
-    zips = build_nltk_fixtures(Path(folder) / "mirror")
+    """Build the fixture zips (and MNIST files) in `folder/mirror`, serve them; yield
+    (base_url, registry)."""
+    zips = build_fixtures(Path(folder) / "mirror")
     with serve_directory(Path(folder) / "mirror") as url:
         yield url, fixture_registry(zips, url, Path(folder) / "registry.yaml")

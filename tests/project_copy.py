@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from tests.fixtures import build_nltk_fixtures, fixture_registry, serve_directory
+from tests.fixtures import build_fixtures, fixture_registry, serve_directory
 
 REPO = Path(__file__).resolve().parents[1]
 COPIED = ["tasks", "flows", "scripts", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore",
@@ -45,6 +45,14 @@ TINY_PARAMS: dict[str, Any] = {
     "cnn.max_length": 20,
     "cnn.batch_size": 32,
     "prepare.folds": 0,
+    "mnist.softmax.steps": 20,
+    "mnist.softmax.eval_every": 10,
+    "mnist.softmax.batch_size": 50,
+    "mnist.cnn.filters": [2, 4],
+    "mnist.cnn.dense_units": 16,
+    "mnist.cnn.epochs": 1.0,
+    "mnist.cnn.batch_size": 50,
+    "mnist.cnn.eval_every": 3,
 }
 
 ANALOGY = """: capital-common-countries
@@ -111,9 +119,10 @@ def copy_project(dest: Path, overrides: dict[str, Any] | None = None) -> Path:
 
 @contextlib.contextmanager
 def fixture_project(tmp_path: Path, overrides: dict[str, Any] | None = None) -> Iterator[Project]:
-    """A project copy whose download stage fetches fixture zips from a loopback server."""
+    """A project copy whose download stage fetches fixture zips (and tiny MNIST IDX files)
+    from a loopback server."""
     zips_dir = tmp_path / "mirror"
-    zips = build_nltk_fixtures(zips_dir)
+    zips = build_fixtures(zips_dir)
     with serve_directory(zips_dir) as base_url:
         registry = fixture_registry(zips, base_url, tmp_path / "registry.yaml")
         root = copy_project(tmp_path / "project", overrides)

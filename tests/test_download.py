@@ -19,17 +19,19 @@ from fixtures import (
     NLTK_NAMES,
     Fault,
     FaultyServer,
-    build_nltk_fixtures,
+    build_fixtures,
     build_raw_tree,
     fixture_env,
     fixture_registry,
 )
 
 from tasks.core import tracking
-from tasks.core.catalog import REGISTRY, load_registry_file, registry
+from tasks.core.catalog import REGISTRY, load_registry_file, mnist_datasets, registry
 from tasks.core.errors import ParamsError, PipelineError
+from tasks.core.params import Download
 from tasks.core.stage import run_stage
 from tasks.download import dataset_names, run
+from tasks.ingest.fetch import fetch, verify
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -93,7 +95,7 @@ def test_unknown_dataset_is_a_config_error(make_cfg):
 
 
 def test_dataset_registry_file_adds_and_overrides_entries(tmp_path, make_cfg, monkeypatch):
-    zips = build_nltk_fixtures(tmp_path / "mirror")
+    zips = build_fixtures(tmp_path / "mirror")
     (tmp_path / "mirror" / "tiny.zip").write_bytes(zips["abc"].read_bytes())
     entries = yaml.safe_load(fixture_registry(zips, "http://127.0.0.1:9", tmp_path / "r.yaml")
                              .read_text())
@@ -103,6 +105,7 @@ def test_dataset_registry_file_adds_and_overrides_entries(tmp_path, make_cfg, mo
         "tiny": {"url": "http://127.0.0.1:9/tiny.zip", "reader": "plain_text", **tiny},
         "brown": {"url": "http://127.0.0.1:9/brown.zip", "md5": entries["brown"]["md5"]},
         "sentence_polarity": entries["sentence_polarity"],  # data.labelled, from the fixtures
+        **{name: entry for name, entry in entries.items() if name.startswith("mnist-")},
     }))
     with pytest.raises(ParamsError, match="unknown dataset 'tiny'"):
         make_cfg(**{"data.corpus": ["tiny"]})
@@ -215,7 +218,7 @@ def cli(folder: Path, env: dict[str, str], *args: str) -> subprocess.CompletedPr
 
 
 def test_cli_stage_against_a_loopback_mirror(tmp_path):
-    zips = build_nltk_fixtures(tmp_path / "mirror")
+    zips = build_fixtures(tmp_path / "mirror")
     registry_file = fixture_registry(zips, "http://127.0.0.1:9/corpora", tmp_path / "r.yaml")
     project = tmp_path / "project"
     write_params(project, **{"tracking.enabled": False})  # MLflow: see the test below
@@ -225,7 +228,8 @@ def test_cli_stage_against_a_loopback_mirror(tmp_path):
         done = cli(project, env)
         assert done.returncode == 0, done.stderr
         assert [(r.path, r.status) for r in server.requests] == [
-            ("sentence_polarity.zip", 200), ("brown.zip", 500), ("brown.zip", 200)]
+            ("sentence_polarity.zip", 200), ("brown.zip", 500), ("brown.zip", 200),
+            ("t10k-images-idx3-ubyte.gz", 200), ("t10k-labels-idx1-ubyte.gz", 200)]
 
         metrics = json.loads((project / "metrics" / "download.json").read_text())
         assert metrics["datasets"] == 2 and metrics["fetched"] == 2
@@ -235,6 +239,14 @@ def test_cli_stage_against_a_loopback_mirror(tmp_path):
         raw = project / "data" / "raw"
         assert (raw / "sentence_polarity" / "rt-polarity.pos").is_file()
         assert (raw / "brown" / "cats.txt").is_file()
+        mnist_raw = project / "data" / "mnist_raw"  # kept as downloaded, not extracted
+        assert sorted(p.name for p in mnist_raw.iterdir()) == [
+            "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
+        assert (mnist_raw / "t10k-images-idx3-ubyte.gz").read_bytes() == zips[
+            "mnist-t10k-images"].read_bytes()
+        assert metrics["mnist_files"] == metrics["mnist_fetched"] == 2
+        assert metrics["mnist_bytes"] == sum(zips[f"mnist-t10k-{kind}"].stat().st_size
+                                             for kind in ("images", "labels"))
         assert "retry 1/4" in done.stderr and "from mirror" in done.stderr
 
         # A bad params key: one line, exit 2, before any work.
@@ -269,7 +281,9 @@ def test_stage_run_records_sources_and_checksums_in_mlflow(tmp_path, make_cfg, l
     client = mlflow.MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
     (stage_run,) = client.search_runs([client.get_experiment_by_name("w2v-cnn").experiment_id])
     assert stage_run.data.tags["download.source.brown"] == "mirror"
-    assert stage_run.data.tags["download.datasets"] == "brown,sentence_polarity"
+    assert stage_run.data.tags["download.datasets"] == (
+        "brown,sentence_polarity,mnist-t10k-images,mnist-t10k-labels")  # mnist.protocol test-split
+    assert stage_run.data.tags["download.source.mnist-t10k-images"] == "mirror"
     assert stage_run.data.tags["download.mirror"] == local_mirror["DATA_MIRROR"]
     assert stage_run.data.params["dataset.brown.sha256"] == registry()["brown"].sha256
     assert stage_run.data.metrics["datasets"] == 2
@@ -278,3 +292,30 @@ def test_stage_run_records_sources_and_checksums_in_mlflow(tmp_path, make_cfg, l
 
 def test_all_fixture_names_are_registry_names():
     assert set(NLTK_NAMES) <= set(REGISTRY)
+
+
+def test_mnist_registry_entries_follow_the_protocol():
+    assert mnist_datasets("test-split") == ["mnist-t10k-images", "mnist-t10k-labels"]
+    assert mnist_datasets("standard") == ["mnist-train-images", "mnist-train-labels",
+                                          "mnist-t10k-images", "mnist-t10k-labels"]
+    with pytest.raises(PipelineError, match="unknown MNIST protocol 'kfold'"):
+        mnist_datasets("kfold")
+    t10k, train = REGISTRY["mnist-t10k-images"], REGISTRY["mnist-train-images"]
+    assert t10k.url == "https://storage.googleapis.com/cvdf-datasets/mnist/t10k-images-idx3-ubyte.gz"
+    assert t10k.archive == train.archive == "file"  # kept as downloaded, never extracted
+    assert (t10k.size, t10k.md5) == (1648877, "9fb629c4189551a2d022fa330f9573f3")
+    assert (train.md5, train.size, train.sha256) == ("f68b3c2dcbeaaa9fbdd348bbdeb94873", None, None)
+    assert REGISTRY["mnist-train-labels"].md5 == "d53e105ee54ea40749a09fcbcd1e9432"
+
+
+MNIST_MIRROR = Path(os.environ.get("MNIST_MIRROR") or REPO.parent / "shared" / "mirror" / "mnist")
+
+
+@pytest.mark.skipif(not MNIST_MIRROR.is_dir(), reason=f"real MNIST files not at {MNIST_MIRROR}")
+def test_registry_checksums_match_the_real_mnist_mirror(tmp_path):
+    settings = Download(connect_timeout=1.0, read_timeout=1.0, retries=0, backoff=0.0,
+                        max_extract_mb=1)
+    for name in mnist_datasets("test-split"):
+        spec = REGISTRY[name]
+        result = fetch(spec, tmp_path / spec.filename, settings, mirror=str(MNIST_MIRROR))
+        assert result.source == "mirror" and verify(spec, result.path)[0] == spec.size

@@ -18,7 +18,14 @@ from tasks.core.catalog import DatasetSpec, load_registry_file
 from tasks.core.errors import PipelineError
 from tasks.core.hashing import digests
 from tasks.core.params import Download
-from tasks.ingest.fetch import fetch, redact, resolve_source
+from tasks.ingest.fetch import (
+    check_mirrors,
+    fetch,
+    redact,
+    redact_mirrors,
+    resolve_source,
+    split_mirrors,
+)
 
 FAST = Download(connect_timeout=2.0, read_timeout=2.0, retries=2, backoff=0.0, max_extract_mb=16)
 NAME = "sentence_polarity"
@@ -257,3 +264,40 @@ def test_source_resolution_and_redaction(mirror):
         "mirror", f"https://127.0.0.1:8443/nltk/{FILE}")
     assert resolve_source(spec, "file:///srv/mirror") == ("mirror", f"/srv/mirror/{FILE}")
     assert redact("https://user:secret@127.0.0.1:8443/x.zip") == "https://127.0.0.1:8443/x.zip"
+
+
+def test_data_mirror_list_is_tried_in_order_per_file(mirror, tmp_path, caplog):
+    folder, specs = mirror
+    empty = tmp_path / "empty-mirror"
+    empty.mkdir()
+    # the first entry lacks the file: the second (a folder) has it
+    result = fetch(specs[NAME], tmp_path / "a" / FILE, FAST, mirror=f"{empty}|{folder}")
+    assert result.source == "mirror" and result.location == str(folder / FILE)
+    with FaultyServer(folder) as server, FaultyServer(empty) as missing:
+        # a base URL answering 404, then a served folder; blanks around `|` are ignored
+        result = fetch(specs[NAME], tmp_path / "b" / FILE, FAST,
+                       mirror=f" {missing.url} | {server.url}/ ")
+        assert [(r.path, r.status) for r in missing.requests] == [(FILE, 404)]
+        assert [r.path for r in server.requests] == [FILE]
+        assert result.location == f"{server.url}/{FILE}"
+        # the first entry that has the file wins: the second is never asked
+        fetch(specs[NAME], tmp_path / "c" / FILE, FAST, mirror=f"{server.url}|{missing.url}")
+        assert len(missing.requests) == 1
+    # none has it: one line naming every entry's failure, nothing left behind
+    with pytest.raises(PipelineError) as info:
+        fetch(specs[NAME], tmp_path / "d" / FILE, FAST, mirror=f"{empty}|{tmp_path / 'a'}x")
+    message = str(info.value)
+    assert message.startswith(f"{NAME}: {FILE} not fetched from any of the 2 DATA_MIRROR")
+    assert str(empty) in message and "not found in mirror folder" in message
+    assert "\n" not in message and not (tmp_path / "d" / FILE).exists()
+
+
+def test_data_mirror_value_is_split_and_checked(tmp_path):
+    assert split_mirrors(None) == split_mirrors("") == []
+    assert split_mirrors("/a") == ["/a"]  # a single value behaves as before
+    assert split_mirrors("/a | https://h/x |") == ["/a", "https://h/x"]
+    assert check_mirrors(f"{tmp_path}|https://127.0.0.1:1/m") == [str(tmp_path),
+                                                                   "https://127.0.0.1:1/m"]
+    with pytest.raises(PipelineError, match="'/no/such/folder' is not a folder"):
+        check_mirrors(f"{tmp_path}|/no/such/folder")
+    assert redact_mirrors("https://u:p@127.0.0.1/a|/b") == "https://127.0.0.1/a|/b"

@@ -23,6 +23,12 @@ def test_repo_params_parse_into_frozen_typed_config():
     assert isinstance(cfg.vocab.sample, float)
     assert cfg.cnn.filter_windows == (3, 4, 5)
     assert cfg.path("vocab") == REPO / "data" / "vocab"
+    assert cfg.mnist.protocol == "test-split" and cfg.mnist.cnn.filters == (16, 32)
+    assert isinstance(cfg.mnist.cnn.epochs, float) and cfg.mnist.softmax.batch_size == 100
+    # the standard protocol ignores test_fraction (it tests on the whole 10k)
+    standard = parse(yaml.safe_load((REPO / "params.yaml").read_text()), REPO,
+                     {"mnist.protocol": "standard", "mnist.test_fraction": 0.0})
+    assert standard.mnist.protocol == "standard"
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.word2vec.dims = 3  # type: ignore[misc]
     with pytest.raises(TypeError):
@@ -61,6 +67,19 @@ def test_repo_params_parse_into_frozen_typed_config():
          "data.custom.mine.file: 'params.yaml' resolves to"),
         ({"data.custom.mine": {"format": "csv", "file": "data/custom/a\0b"}},
          "data.custom.mine.file: bad path"),
+        ({"data.corpus": ["mnist-t10k-images"]}, "data.corpus[0]: unknown dataset"),  # not text
+        ({"mnist.protocol": "kfold"}, "mnist.protocol: expected one of 'test-split' | "
+                                      "'standard'"),
+        ({"mnist.dev_fraction": 0.5, "mnist.test_fraction": 0.5}, "mnist.dev_fraction: dev"),
+        ({"mnist.test_fraction": 0.0}, "mnist.test_fraction: test-split needs a test part"),
+        ({"mnist.softmax.learning_rate": 0}, "mnist.softmax.learning_rate: must be > 0"),
+        ({"mnist.softmax.reduction": "max"}, "mnist.softmax.reduction: expected one of"),
+        ({"mnist.softmax.steps": 2.5}, "mnist.softmax.steps: expected an integer"),
+        ({"mnist.softmax.lr": 0.1}, "mnist.softmax.lr: unknown key"),
+        ({"mnist.cnn.filters": [16]}, "mnist.cnn.filters: two conv layers"),
+        ({"mnist.cnn.dropout": 1.0}, "mnist.cnn.dropout: must be < 1"),
+        ({"mnist.cnn.epochs": 0}, "mnist.cnn.epochs: must be > 0"),
+        ({"paths.mnist": None}, "paths.mnist: expected a string"),
     ],
 )
 def test_bad_values_name_the_key(repo_params, overrides, message):

@@ -45,6 +45,9 @@ def test_dvc_repro_end_to_end(tmp_path):
         files = next(iter(shown.values()))["data"]
         assert any(name.endswith("prepare.json") for name in files)
         assert any(name.endswith("vocab.json") for name in files)
+        mnist = files[next(name for name in files if name.endswith("mnist.json"))]["data"]
+        assert 0.0 <= mnist["softmax"]["test_accuracy"] <= 1.0
+        assert 0.0 <= mnist["cnn"]["test_accuracy"] <= 1.0
 
         # one MLflow run per stage, grouped by the same git commit
         mlflow.set_tracking_uri(project.env["MLFLOW_TRACKING_URI"])
@@ -56,8 +59,15 @@ def test_dvc_repro_end_to_end(tmp_path):
         git(project.root, "commit", "-qm", "first run")
         set_params(project.root, {"vocab.min_count": 2})
         rerun = project.dvc("repro")
-        downstream = set(stages[stages.index("vocab"):])
+        downstream = set(stages[stages.index("vocab"):]) - {"mnist"}  # mnist: download only
         assert ran(rerun.stdout) == downstream
+        # an mnist param re-runs mnist only; the protocol re-runs download (the training files
+        # too) and mnist, never the text stages: the IDX files are their own output
+        set_params(project.root, {"mnist.softmax.steps": 10})
+        assert ran(project.dvc("repro").stdout) == {"mnist"}
+        set_params(project.root, {"mnist.protocol": "standard"})
+        assert ran(project.dvc("repro").stdout) == {"download", "mnist"}
+        assert len(list((project.root / "data" / "mnist_raw").glob("*.gz"))) == 4
         vocab = json.loads((project.root / "metrics" / "vocab.json").read_text())
         assert vocab["vocab_size"] > 2
 

@@ -1,10 +1,17 @@
 """The dataset registry: every public dataset the pipeline knows, by name.
 
-Each entry states where the archive lives (the URL NLTK's own downloader uses), its size and
-checksums (md5 as published in NLTK's data index, sha256 measured on the same bytes), and which
-reader in `tasks.ingest.readers` turns the extracted files into sentences or labelled examples.
-`DATA_MIRROR` (a folder or base URL), when set, is used instead of the URL, with the URL's
-basename as file name.
+Each entry states where the file lives (the URL NLTK's own downloader uses; for MNIST the
+mirror TensorFlow's own loader uses), its size and checksums (md5 as published, sha256 measured
+on the same bytes when we have them), which reader turns it into data, and its `archive` kind:
+- `zip`: extracted to `<paths.raw>/<name>/`, read by a `tasks.ingest.readers` reader (text);
+- `none`: a single text file copied into `<paths.raw>/<name>/` (text8);
+- `file`: kept as downloaded, never extracted (the gzip IDX files of MNIST, read directly by
+  `tasks.digits.idx`); such entries are not text datasets (`data.corpus` refuses them).
+`DATA_MIRROR` (folders or base URLs, see tasks/ingest/fetch.py), when set, is used instead of
+the URL, with the URL's basename as file name.
+
+MNIST: `MNIST_PROTOCOLS` maps each `mnist.protocol` to the parts it reads, `mnist_datasets`
+to the registry names the download stage fetches for it.
 
 `registry()` is the registry in effect: the built-in `REGISTRY` plus the entries of the YAML
 file named by `DATASET_REGISTRY` (if set), which add datasets or override built-in ones, e.g.
@@ -33,6 +40,13 @@ from tasks.core.errors import PipelineError
 REGISTRY_ENV = "DATASET_REGISTRY"
 
 NLTK_BASE = "https://raw.githubusercontent.com/nltk/nltk_data/gh-pages/packages/corpora"
+MNIST_BASE = "https://storage.googleapis.com/cvdf-datasets/mnist"
+ARCHIVE_KINDS = ("zip", "none", "file")
+
+# mnist.protocol -> the MNIST parts it reads (the one list of protocols; params and
+# tasks.digits.split use it): test-split splits the 10k test set, standard trains on the 60k.
+MNIST_PROTOCOLS: dict[str, tuple[str, ...]] = {"test-split": ("t10k",),
+                                               "standard": ("train", "t10k")}
 
 
 @dataclass(frozen=True)
@@ -46,7 +60,7 @@ class DatasetSpec:
     sha256: str | None
     reader: str               # function name in tasks.ingest.readers
     labelled: bool = False
-    archive: str = "zip"      # zip | none (a single text file)
+    archive: str = "zip"      # zip | none (a single text file) | file (kept, not extracted)
 
     @property
     def filename(self) -> str:
@@ -56,6 +70,12 @@ class DatasetSpec:
 def _nltk(name: str, size: int, md5: str, sha256: str, reader: str,
           labelled: bool = False) -> DatasetSpec:
     return DatasetSpec(name, f"{NLTK_BASE}/{name}.zip", size, md5, sha256, reader, labelled)
+
+
+def _mnist(part: str, filename: str, size: int | None, md5: str, sha256: str | None
+           ) -> DatasetSpec:
+    return DatasetSpec(f"mnist-{part}", f"{MNIST_BASE}/{filename}", size, md5, sha256, "idx",
+                       archive="file")
 
 
 REGISTRY: dict[str, DatasetSpec] = {
@@ -80,8 +100,29 @@ REGISTRY: dict[str, DatasetSpec] = {
         # text8: ~17M words on one line; no checksum is published, so only the size is checked.
         DatasetSpec("text8", "http://mattmahoney.net/dc/text8.zip", 31344016, None, None,
                     "text8"),
+        # MNIST IDX files: t10k size/md5/sha256 measured on the shared mirror's bytes; for the
+        # training files only the published md5 is known.
+        _mnist("t10k-images", "t10k-images-idx3-ubyte.gz", 1648877,
+               "9fb629c4189551a2d022fa330f9573f3",
+               "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6"),
+        _mnist("t10k-labels", "t10k-labels-idx1-ubyte.gz", 4542,
+               "ec29112dd5afa0611ce80d1b7f02629c",
+               "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"),
+        _mnist("train-images", "train-images-idx3-ubyte.gz", None,
+               "f68b3c2dcbeaaa9fbdd348bbdeb94873", None),
+        _mnist("train-labels", "train-labels-idx1-ubyte.gz", None,
+               "d53e105ee54ea40749a09fcbcd1e9432", None),
     ]
 }
+
+
+def mnist_datasets(protocol: str) -> list[str]:
+    """Registry names of the MNIST files `protocol` reads, images before labels, train first."""
+    if protocol not in MNIST_PROTOCOLS:
+        raise PipelineError(f"unknown MNIST protocol {protocol!r} "
+                            f"(known: {', '.join(MNIST_PROTOCOLS)})")
+    return [f"mnist-{part}-{kind}" for part in MNIST_PROTOCOLS[protocol]
+            for kind in ("images", "labels")]
 
 
 _FIELDS = {"url", "size", "md5", "sha256", "reader", "labelled", "archive"}
@@ -128,8 +169,8 @@ def _entry(source: str, name: str, raw: Any) -> DatasetSpec:
     if not isinstance(labelled, bool):
         raise bad("labelled", f"expected true/false, got {labelled!r}")
     archive = raw.get("archive", base.archive if base else "zip")
-    if archive not in ("zip", "none"):
-        raise bad("archive", f"expected zip or none, got {archive!r}")
+    if archive not in ARCHIVE_KINDS:
+        raise bad("archive", f"expected one of {', '.join(ARCHIVE_KINDS)}, got {archive!r}")
     return DatasetSpec(name, url, size, sums["md5"], sums["sha256"], reader, labelled, archive)
 
 

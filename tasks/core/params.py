@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 import yaml
 
+from tasks.core.catalog import MNIST_PROTOCOLS
 from tasks.core.errors import ParamsError
 from tasks.core.schema import bounded, build, flatten
 
@@ -39,6 +40,8 @@ class Paths:
     word2vec: str
     export: str
     cnn: str
+    mnist_raw: str
+    mnist: str
     metrics: str
     # Own-dataset files (data.custom) must lie under this folder: DVC tracks it as a dep of
     # download and prepare, so editing one re-runs them (docs/data.md).
@@ -78,7 +81,8 @@ class Data:
     def __post_init__(self) -> None:
         from tasks.core.catalog import registry
 
-        known = registry()  # built-in + the DATASET_REGISTRY file, if set
+        # Built-in + the DATASET_REGISTRY file, if set; `file` entries (MNIST IDX) are not text.
+        known = {n: s for n, s in registry().items() if s.archive != "file"}
         if not self.corpus:
             raise ParamsError("corpus: must name at least one dataset")
         clash = sorted(set(self.custom) & set(known))
@@ -181,6 +185,52 @@ class Cnn:
 
 
 @dataclass(frozen=True)
+class MnistSoftmax:
+    """The workshop's softmax regression: plain gradient descent on the summed cross-entropy."""
+
+    reduction: Literal["sum", "mean"]
+    learning_rate: float = bounded(gt=0)
+    batch_size: int = bounded(ge=1)
+    steps: int = bounded(ge=1)
+    eval_every: int = bounded(ge=1)
+
+
+@dataclass(frozen=True)
+class MnistCnn:
+    """"Deep MNIST for experts": two 5x5 conv + 2x2 max-pool, dense + dropout, softmax; Adam."""
+
+    filters: tuple[int, ...]
+    dense_units: int = bounded(ge=1)
+    dropout: float = bounded(ge=0, lt=1)
+    learning_rate: float = bounded(gt=0)
+    batch_size: int = bounded(ge=1)
+    epochs: float = bounded(gt=0)
+    eval_every: int = bounded(ge=1)
+
+    def __post_init__(self) -> None:
+        if len(self.filters) != 2 or min(self.filters) < 1:
+            raise ParamsError(f"filters: two conv layers, each >= 1 filter, got "
+                              f"{list(self.filters)}")
+
+
+@dataclass(frozen=True)
+class Mnist:
+    """Stage `mnist` (and which MNIST files `download` fetches: `protocol`)."""
+
+    protocol: Literal[tuple(MNIST_PROTOCOLS)]  # type: ignore[valid-type]
+    dev_fraction: float = bounded(ge=0, lt=1)
+    test_fraction: float = bounded(ge=0, lt=1)  # test-split only (standard tests on the 10k)
+    softmax: MnistSoftmax
+    cnn: MnistCnn
+
+    def __post_init__(self) -> None:
+        if self.protocol == "test-split" and self.dev_fraction + self.test_fraction >= 1:
+            raise ParamsError("dev_fraction: dev_fraction + test_fraction must be < 1")
+        if self.protocol == "test-split" and self.test_fraction == 0:
+            raise ParamsError("test_fraction: test-split needs a test part (> 0)")
+
+
+@dataclass(frozen=True)
 class Distributed:
     """Distributed word2vec training (tasks/distributed, flows/distributed.py)."""
 
@@ -219,6 +269,7 @@ class Config:
     word2vec: Word2Vec
     export: Export
     cnn: Cnn
+    mnist: Mnist
     distributed: Distributed
     root: Path = Path(".")
 

@@ -149,6 +149,29 @@ def predict_digit(model: keras.Model, path: Path | str, center: bool = True
     return predict_array(model, load_image(path, center=center))
 
 
+def cli(argv: list[str], models: Path | str, label: str = "mnist") -> int:
+    """`python -m tasks.<label> predict IMAGE [IMAGE ...] [--model cnn|softmax]`.
+
+    Loads `<models>/<model>.keras` (the stage's output) and prints `<image>\t<digit>\t<p>`
+    per image; a missing/bad model or image prints one `error: <label>: ...` line, exit 2."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog=f"python -m tasks.{label} predict",
+                                     description="classify digit images with a saved model")
+    parser.add_argument("images", nargs="+", metavar="IMAGE")
+    parser.add_argument("--model", choices=("cnn", "softmax"), default="cnn")
+    args = parser.parse_args(argv)
+    try:
+        model = load_model(Path(models) / f"{args.model}.keras")
+        for image in args.images:
+            digit, probability = predict_digit(model, image)
+            print(f"{image}\t{digit}\t{probability:.4f}")
+    except DigitsError as exc:
+        print(f"error: {label}: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """CLI: print `<image>\t<digit>\t<probability>` per image; exit 2 on DigitsError."""
     args = list(sys.argv[1:] if argv is None else argv)

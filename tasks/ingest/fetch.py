@@ -5,8 +5,12 @@
 Inputs: a `tasks.core.catalog.DatasetSpec` (url, size, md5 and/or sha256), the destination file,
 the `download` params section (connect_timeout, read_timeout, retries, backoff) and an
 optional mirror: a local folder, or a base URL (http://, https://, file://) holding the file
-under the public URL's basename. A mirror is used *instead of* the public URL (never as a
-fallback: offline CI must not wander onto the internet).
+under the public URL's basename, or several of them separated by `|`
+(`DATA_MIRROR='../shared/mirror/nltk|../shared/mirror/mnist'`), tried in order for each file
+until one has it. `|` because it cannot occur in a URL (RFC 3986 requires it percent-encoded),
+unlike `:` `;` `,` (os.pathsep is `:`, part of every URL), and, unlike whitespace, it is
+practically never part of a folder name; quote the value in a shell. A mirror is used *instead
+of* the public URL (never as a fallback: offline CI must not wander onto the internet).
 
 Output: `dest`, written only after its size and checksums match the spec (a `<dest>.part`
 is streamed, resumed with an HTTP Range request after a broken transfer, then renamed), and a
@@ -42,6 +46,8 @@ from tasks.core.params import Download
 log = logging.getLogger(__name__)
 
 MIRROR_ENV = "DATA_MIRROR"
+MIRROR_SEPARATOR = "|"
+_URL_SCHEMES = ("http://", "https://", "file://")
 CHUNK = 1 << 16
 USER_AGENT = "w2v-cnn-pipeline/0.1 (+requests)"
 RETRY_STATUS = {408, 425, 429}  # plus every 5xx
@@ -100,12 +106,35 @@ def _verify_or_delete(spec: DatasetSpec, path: Path) -> tuple[int, str, str]:
         raise PipelineError(f"{exc} (file deleted)") from None
 
 
+def split_mirrors(mirror: str | None) -> list[str]:
+    """`DATA_MIRROR` -> its entries, in order (`a|b`; blank entries ignored; none -> [])."""
+    if not mirror:
+        return []
+    return [entry.strip() for entry in mirror.split(MIRROR_SEPARATOR) if entry.strip()]
+
+
+def check_mirrors(mirror: str | None) -> list[str]:
+    """The entries of `DATA_MIRROR`, each a base URL or an existing folder (else PipelineError)."""
+    entries = split_mirrors(mirror)
+    for entry in entries:
+        if not entry.startswith(_URL_SCHEMES) and not Path(entry).expanduser().is_dir():
+            raise PipelineError(f"{MIRROR_ENV}={redact_mirrors(mirror or '')}: {entry!r} is "
+                                f"not a folder or an http(s)/file URL")
+    return entries
+
+
+def redact_mirrors(mirror: str) -> str:
+    """`redact` applied to every entry of a `DATA_MIRROR` value."""
+    return MIRROR_SEPARATOR.join(redact(entry) for entry in split_mirrors(mirror))
+
+
 def resolve_source(spec: DatasetSpec, mirror: str | None) -> tuple[str, str]:
-    """-> (kind, location): kind is "mirror" or "url"; location a URL or a local file path."""
+    """-> (kind, location) for one mirror entry (or the public URL when `mirror` is empty):
+    kind is "mirror" or "url"; location a URL or a local file path."""
     if not mirror:
         location = spec.url
         kind = "url"
-    elif mirror.startswith(("http://", "https://", "file://")):
+    elif mirror.startswith(_URL_SCHEMES):
         location = f"{mirror.rstrip('/')}/{quote(spec.filename)}"
         kind = "mirror"
     else:
@@ -120,7 +149,29 @@ def resolve_source(spec: DatasetSpec, mirror: str | None) -> tuple[str, str]:
 
 def fetch(spec: DatasetSpec, dest: Path | str, settings: Download,
           mirror: str | None = None) -> FetchResult:
-    """Make `dest` a verified copy of `spec`'s file; see the module docstring."""
+    """Make `dest` a verified copy of `spec`'s file; see the module docstring.
+
+    With several mirror entries, each is tried in turn; the first that yields a verified file
+    wins. When none does, the error names every entry's failure (one entry: its own error)."""
+    entries = split_mirrors(mirror)
+    if len(entries) <= 1:
+        return _fetch(spec, dest, settings, entries[0] if entries else None)
+    failures = []
+    for entry in entries:
+        try:
+            return _fetch(spec, dest, settings, entry)
+        except PipelineError as exc:
+            reason = str(exc).removeprefix(f"{spec.name}: ")
+            log.info("%s: not from mirror %s (%s); trying the next", spec.name, redact(entry),
+                     reason)
+            failures.append(f"{redact(entry)}: {reason}")
+    raise PipelineError(f"{spec.name}: {spec.filename} not fetched from any of the "
+                        f"{len(entries)} {MIRROR_ENV} entries ({'; '.join(failures)})")
+
+
+def _fetch(spec: DatasetSpec, dest: Path | str, settings: Download,
+           mirror: str | None) -> FetchResult:
+    """`fetch` from one source: the mirror entry `mirror`, or the public URL when None."""
     started = time.perf_counter()
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
