@@ -31,13 +31,15 @@ def project(root: Path, repo_params: dict, **overrides) -> Path:
 @pytest.mark.slow
 def test_make_compare_trains_paired_runs_under_one_parent_run(tmp_path, repo_params):
     params = project(tmp_path, repo_params, **{"tracking.enabled": True, "cnn.epochs": 3})
-    assert compare.main(["--params", str(params), "--train", "--seeds", "2"]) == 0
+    # One seed keeps this at five trainings; the interval arithmetic is tested on fake runs.
+    assert compare.main(["--params", str(params), "--train", "--seeds", "1"]) == 0
 
     report = json.loads((tmp_path / "metrics/compare.json").read_text())
-    assert report["runs_per_arm"] == 2 and report["protocol"] == "split"
-    assert len(report["runs"]) == 2 * len(ARMS)
+    assert report["runs_per_arm"] == 1 and report["protocol"] == "split"
+    assert len(report["runs"]) == len(ARMS)
     seeds = sorted({r["seed"] for r in report["runs"]})
-    assert seeds == [repo_params["seed"], repo_params["seed"] + 1]
+    assert seeds == [repo_params["seed"]]
+    assert report["arms"]["static"]["accuracy_minus_rand"]["low"] is None  # no interval of 1
     for arm in ARMS:  # the table's figures are the statistics of the runs it lists
         runs = [r for r in report["runs"] if r["arm"] == arm]
         assert report["arms"][arm]["accuracy"]["mean"] == pytest.approx(
@@ -45,7 +47,7 @@ def test_make_compare_trains_paired_runs_under_one_parent_run(tmp_path, repo_par
     table = (tmp_path / "metrics/compare.md").read_text()
     for arm in ARMS:
         assert f"| {arm} | " in table
-    assert "non-static - rand" in table and "Student t" in table
+    assert "non-static - rand" in table and "Student t" in table and "n/a (1 run)" in table
     assert (tmp_path / "metrics/compare.png").read_bytes()[:4] == b"\x89PNG"
 
     client = mlflow.MlflowClient()
@@ -53,7 +55,7 @@ def test_make_compare_trains_paired_runs_under_one_parent_run(tmp_path, repo_par
                               output_format="list")
     [parent] = [r for r in runs if r.data.tags["stage"] == "compare"]
     children = [r for r in runs if r.data.tags["stage"] == "cnn"]
-    assert len(children) == 2 * len(ARMS)
+    assert len(children) == len(ARMS)
     assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parent.info.run_id}
     assert sorted({(r.data.params["seed"], r.data.params["cnn.fold"]) for r in children}) == [
         (str(s), "-1") for s in seeds]
