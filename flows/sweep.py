@@ -1,13 +1,15 @@
 """The `sweep` flow: the pipeline once per params-overrides mapping, then a comparison table.
 
-    python -m flows.sweep                                   # the four Kim CNN variants
+    python -m flows.sweep                                   # Kim's arms, as make compare
     python -m flows.sweep --variant word2vec.dims=50 --variant word2vec.dims=100
     python -m flows.sweep --variant 'word2vec.dims=50;cnn.embedding_dims=50'   # `;` joins keys
 
-Parameters: `variants` (a list of overrides mappings; default: `cnn.embedding_init` = rand,
-static, non-static, multichannel), `root`, `metrics` (MLflow metric names of the pipeline
-parent runs to show, `<stage>.<metric>`; default: those of KEY_METRICS that exist), `name`
-(label for the sweep and its flow run name). Every mapping is validated (tasks.core.params) before the first variant runs.
+Parameters: `variants` (a list of overrides mappings; default: the arms of `make compare`,
+tasks.classifier.comparison.arms(): rand, static, non-static, multichannel with Adam and
+non-static with Adadelta; one run each: repeated paired seeds are `make compare`'s, because
+`seed` here would re-split the data and retrain word2vec too), `root`, `metrics` (MLflow
+metric names of the pipeline parent runs to show, `<stage>.<metric>`; default: those of
+KEY_METRICS that exist), `name` (label for the sweep). Every mapping is validated (tasks.core.params) before the first variant runs.
 
 Each variant is a `pipeline` subflow run: a DVC experiment named
 `sweep-<overrides>-<sweep id>`, an MLflow parent run tagged `sweep_id` and `variant`.
@@ -30,10 +32,9 @@ from prefect.runtime import flow_run
 from flows.compare import search
 from flows.overrides import exp_name, slug, validate, variant_name
 from flows.pipeline import local_server_settings, pipeline
-from tasks.core.params import CNN_VARIANTS
+from tasks.classifier.comparison import arms
 
-DEFAULT_VARIANTS: list[dict[str, Any]] = [
-    {"cnn.embedding_init": init} for init in CNN_VARIANTS]
+DEFAULT_VARIANTS: list[dict[str, Any]] = list(arms().values())
 
 
 KEY_METRICS = ["cnn.test_accuracy", "cnn.dev_accuracy", "word2vec.analogy_accuracy",

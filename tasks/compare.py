@@ -1,157 +1,164 @@
-"""The four Kim-CNN embedding variants side by side (Kim 2014, Table 2).
+"""Kim (2014) Table 2 with error bars: every CNN arm over the same seeds and folds, paired.
 
-    make compare                     # = python -m tasks.compare --train: all four, then the table
-    python -m tasks.compare          # the collector alone, over outputs that already exist
+    make compare                          # = python -m tasks.compare --train (MR, default protocol)
+    python -m tasks.compare --train --full              # Kim's 10-fold cross-validation
+    python -m tasks.compare --train --seeds 5           # R = 5 seeds x the split
+    python -m tasks.compare --train --dataset my_reviews  # a registry name or data.custom key
+    python -m tasks.compare               # the collector alone, over runs that already exist
 
-`--train` runs `python -m tasks.cnn` once per variant with `cnn.embedding_init=<variant>`,
-`paths.cnn=<paths.cnn>-<variant>` and `paths.metrics=<paths.metrics>/compare/<variant>`, after
-the main pipeline (`dvc repro`) has produced the splits, vocabulary and embeddings. The same
-comparison as DVC experiments + MLflow: `python -m flows.sweep` (docs/orchestration.md).
-Inputs: <paths.metrics>/compare/<variant>/cnn.json and <paths.cnn>-<variant>/model.json.
-Outputs: <paths.metrics>/compare.md (markdown table), compare.png (test accuracy bars; error
-bars = std over folds under the kfold protocol) and compare.json (stage_main's metrics).
-MLflow: this run and the four variant runs share the tag `comparison` (a hash of the data and
-params other than cnn.embedding_init), so `mlflow ui` can filter and compare them.
-No params section of its own: the variants are cnn.embedding_init's four values.
+Arms and runs: tasks.classifier.comparison (four embedding variants with Adam, non-static with
+Adadelta; default R = 3 seeds x the train/dev/test split, `--full` = prepare.folds folds).
+`--train` runs `python -m tasks.cnn` once per (arm, seed, fold), each an MLflow child run of
+this command's run (params `seed`, `cnn.fold`, ...), after the main pipeline (`make run`) has
+produced the splits, vocabulary and embeddings. `--dataset D` (other than data.labelled) first
+runs the prepare stage for D into data/compare/<D>/prepared; the CNN vocabulary and
+embeddings stay the pipeline's, so words of D outside `data.corpus` map to <unk>.
+Outputs in <paths.metrics>: compare.md (table), compare.png (one dot per run, mean and 95 %
+t-interval per arm), compare.json (all figures and every run); `compare-<D>.*` for another
+dataset. The MLflow parent run holds the three. Same comparison under Prefect: flows/sweep.py.
+No params section of its own.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import subprocess
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tasks.classifier.model import VARIANTS
+from tasks.classifier import comparison, comparison_report
 from tasks.core import tracking
-from tasks.core.atomic import atomic_file
-from tasks.core.errors import PipelineError
+from tasks.core.atomic import atomic_file, write_json
+from tasks.core.errors import ParamsError, PipelineError
 from tasks.core.params import PARAMS_FILE, Config, load_params
-from tasks.core.stage import guarded, parse_overrides, stage_main
-
-KIM_MR = {"rand": 76.1, "static": 81.0, "non-static": 81.5, "multichannel": 81.1}  # Table 2
+from tasks.core.stage import STAGE_ERRORS, parse_overrides, report_error, setup_logging
 
 
-def variant_paths(cfg: Config, variant: str) -> tuple[Path, Path]:
-    """(<paths.cnn>-<variant>, <paths.metrics>/compare/<variant>), where `--train` writes."""
-    cnn = cfg.path("cnn")
-    return cnn.with_name(f"{cnn.name}-{variant}"), cfg.path("metrics") / "compare" / variant
+@dataclass(frozen=True)
+class Options:
+    train: bool = False
+    seeds: int | None = None          # None: comparison.DEFAULT_SEEDS (1 under --full)
+    full: bool = False
+    dataset: str | None = None        # None: data.labelled
+    params: str = PARAMS_FILE
+    overrides: tuple[str, ...] = ()
 
 
-def collect(cfg: Config) -> list[dict[str, Any]]:
-    """One row per variant: its cnn.json metrics plus variant, comparison id and MLflow run."""
-    rows = []
-    for variant in VARIANTS:
-        model_dir, metrics_dir = variant_paths(cfg, variant)
-        files = [metrics_dir / "cnn.json", model_dir / "model.json"]
-        missing = [str(f) for f in files if not f.exists()]
-        if missing:
-            raise PipelineError(f"variant {variant}: {missing[0]} not found "
-                                "(run `make compare`)")
-        metrics, spec = (json.loads(f.read_text()) for f in files)
-        rows.append({**metrics, "variant": variant, "comparison": spec.get("comparison"),
-                     "mlflow_run_id": spec.get("mlflow_run_id", ""),
-                     "protocol": spec.get("protocol", "split")})
-    ids = sorted({str(r["comparison"]) for r in rows})
-    if len(ids) > 1:
-        raise PipelineError(f"the variants were trained on different data or params "
-                            f"(comparison ids {', '.join(ids)}); run `make compare`")
-    return rows
+def output_stem(cfg: Config, dataset: str) -> str:
+    return "compare" if dataset == cfg.data.labelled else f"compare-{comparison.slug(dataset)}"
 
 
-def pct(value: float) -> str:
-    return f"{100 * value:.2f}"
+def prepare_dataset(cfg: Config, options: Options, dataset: str) -> list[str]:
+    """The `--set` pairs pointing the cnn runs at `dataset`'s splits (prepared here if it is
+    not data.labelled, whose splits the pipeline made)."""
+    if dataset == cfg.data.labelled:
+        return []
+    if dataset not in cfg.data.custom:
+        from tasks.core.catalog import registry
+
+        if dataset not in registry():
+            raise PipelineError(f"--dataset {dataset}: neither a registry name nor a "
+                                "data.custom key")
+    folder = f"data/compare/{comparison.slug(dataset)}"
+    sets = [f"data.labelled={dataset}", f"paths.prepared={folder}/prepared"]
+    if options.train:
+        stage(options, "prepare", [*sets, f"paths.metrics={folder}/prepare-metrics"], {})
+    return sets
 
 
-def table(rows: list[dict[str, Any]], dataset: str) -> str:
-    kfold = "test_accuracy_std" in rows[0]
-    head = ["variant", "test accuracy %" + (" (mean ± std)" if kfold else ""), "macro F1 %",
-            "dev accuracy %", "best epoch", "epochs run", "s / epoch", "Kim (2014) MR %",
-            "MLflow run"]
-    lines = [f"# CNN embedding variants on `{dataset}`", "",
-             f"Protocol `{rows[0]['protocol']}`"
-             + (f" ({rows[0]['folds']} folds)" if kfold else "")
-             + f"; comparison id `{rows[0]['comparison']}` (MLflow tag `comparison`).", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        acc = pct(r["test_accuracy"]) + (f" ± {pct(r['test_accuracy_std'])}" if kfold else "")
-        cells = [r["variant"], acc, pct(r["test_macro_f1"]), pct(r["dev_accuracy"]),
-                 str(r["best_epoch"]), str(r["epochs_run"]), f"{r['seconds_per_epoch']:.1f}",
-                 str(KIM_MR[r["variant"]]), f"`{r['mlflow_run_id']}`" if r["mlflow_run_id"] else "-"]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+def stage(options: Options, name: str, sets: list[str], env: dict[str, str]) -> None:
+    """`python -m tasks.<name>` with the command's params file and overrides plus `sets`."""
+    cmd = [sys.executable, "-m", f"tasks.{name}", "--params", options.params]
+    for pair in [*options.overrides, *sets]:
+        cmd += ["--set", pair]
+    if subprocess.run(cmd, env={**os.environ, **env}, check=False).returncode != 0:
+        raise PipelineError(f"{' '.join(sets[:4])}: the {name} stage failed (see its log above)")
 
 
-def chart(rows: list[dict[str, Any]], dataset: str, path: Path) -> None:
-    """Test accuracy per variant; error bars when k-fold; Kim's MR numbers as markers."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    x = range(len(rows))
-    acc = [100 * r["test_accuracy"] for r in rows]
-    err = [100 * r["test_accuracy_std"] for r in rows] if "test_accuracy_std" in rows[0] else None
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-    ax.bar(x, acc, yerr=err, capsize=6 if err else 0, color="#4C72B0", label="this pipeline")
-    ax.scatter(x, [KIM_MR[r["variant"]] for r in rows], marker="_", s=900, color="black",
-               zorder=3, label="Kim (2014), MR")
-    for i, a in enumerate(acc):
-        ax.text(i, a / 2, f"{a:.1f}", ha="center", color="white")
-    ax.set(xticks=list(x), xticklabels=[r["variant"] for r in rows], ylabel="test accuracy %",
-           ylim=(0, 100), title=f"Kim CNN embedding variants on {dataset}")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncols=2, frameon=False)
-    fig.tight_layout()
-    with atomic_file(path, "wb") as handle:
-        fig.savefig(handle, format="png")
-    plt.close(fig)
+def train(cfg: Config, options: Options, plan: comparison.Plan, dataset: str,
+          data_sets: list[str], parent: str | None) -> None:
+    """Every (seed, fold) for every arm, seed-major; each a child run of `parent`."""
+    env = {"MLFLOW_PARENT_RUN_ID": parent} if parent else {}
+    for seed, fold in plan.keys:
+        for arm in comparison.arms():
+            print(f"compare: {arm}, seed {seed}, {comparison.fold_label(fold)}", file=sys.stderr)
+            sets = comparison.run_overrides(cfg, plan, dataset, arm, seed, fold)
+            stage(options, "cnn", [*data_sets, *sets], env)
 
 
-def run(cfg: Config) -> dict[str, Any]:
-    rows = collect(cfg)
-    out = cfg.path("metrics")
-    with atomic_file(out / "compare.md") as handle:
-        handle.write(table(rows, cfg.data.labelled))
-    chart(rows, cfg.data.labelled, out / "compare.png")
-    tracking.set_tags({"comparison": rows[0]["comparison"], "protocol": rows[0]["protocol"]})
-    tracking.log_artifact(out / "compare.md", "compare")
-    tracking.log_artifact(out / "compare.png", "compare")
-    keys = ("test_accuracy", "test_accuracy_std", "test_macro_f1", "dev_accuracy")
-    metrics = {r["variant"]: {k: r[k] for k in keys if k in r} for r in rows}
-    tracking.log_metrics({f"{v}.{k}": x for v, m in metrics.items() for k, x in m.items()})
+def run(cfg: Config, options: Options = Options(), parent: str | None = None) -> dict[str, Any]:
+    """Train (with options.train) and summarise; write <stem>.md/.png/.json; return metrics."""
+    started, load = time.perf_counter(), os.getloadavg()[0]
+    dataset = options.dataset or cfg.data.labelled
+    plan = comparison.plan(cfg, options.seeds, options.full)
+    data_sets = prepare_dataset(cfg, options, dataset)
+    if options.train:
+        train(cfg, options, plan, dataset, data_sets, parent)
+    records = comparison.collect(cfg, plan, dataset)
+    results = comparison.analyse(records)
+    minutes = (time.perf_counter() - started) / 60
+    meta = {"dataset": dataset, "comparison": records[0]["comparison"], "parent_run_id": parent,
+            "epochs": cfg.cnn.epochs, "patience": cfg.cnn.patience,
+            "wall_minutes": round(minutes, 2) if options.train else 0.0,
+            "load": f", load average {load:.1f} at start, {os.getloadavg()[0]:.1f} at end "
+                    "(2 cores)" if options.train else " (collector only, no training)"}
+    out, stem = cfg.path("metrics"), output_stem(cfg, dataset)
+    with atomic_file(out / f"{stem}.md") as handle:
+        handle.write(comparison_report.table(results, plan, meta))
+    comparison_report.chart(records, results, f"Kim CNN on {dataset}: "
+                            f"{results[0].accuracy.n} paired runs per arm", out / f"{stem}.png")
+    write_json(out / f"{stem}.json", comparison_report.as_json(results, records, plan, meta))
+    tracking.set_tags({"comparison": meta["comparison"], "protocol": plan.protocol,
+                       "dataset": dataset})
+    tracking.log_params({"compare.runs_per_arm": len(plan.keys),
+                         "compare.seeds": len(plan.seeds), "compare.folds": len(plan.folds)})
+    for suffix in ("md", "png", "json"):
+        tracking.log_artifact(out / f"{stem}.{suffix}", "compare")
+    metrics = {}
+    for r in results:
+        metrics[r.arm] = {"accuracy_mean": r.accuracy.mean, "accuracy_low": r.accuracy.low,
+                          "accuracy_high": r.accuracy.high, "macro_f1_mean": r.macro_f1.mean,
+                          "epoch_cap_hits": r.cap_hits}
+        if r.vs_baseline is not None:
+            metrics[r.arm].update(minus_rand_mean=r.vs_baseline.mean,
+                                  minus_rand_low=r.vs_baseline.low,
+                                  minus_rand_high=r.vs_baseline.high)
+    tracking.log_metrics({f"{arm.replace(' ', '_').replace('(', '').replace(')', '')}.{k}": v
+                          for arm, m in metrics.items() for k, v in m.items()})
     return metrics
 
 
-def train_variants(params: str, overrides: list[str]) -> None:
-    """Train every variant through the cnn stage's own CLI (one MLflow run each)."""
-    cfg = load_params(params, parse_overrides(overrides))
-    for variant in VARIANTS:
-        model_dir, metrics_dir = variant_paths(cfg, variant)
-        sets = [*overrides, f"cnn.embedding_init={variant}",
-                f"paths.cnn={model_dir.relative_to(cfg.root)}",
-                f"paths.metrics={metrics_dir.relative_to(cfg.root)}"]
-        cmd = [sys.executable, "-m", "tasks.cnn", "--params", params]
-        for pair in sets:
-            cmd += ["--set", pair]
-        if subprocess.run(cmd, check=False).returncode != 0:
-            raise PipelineError(f"variant {variant}: the cnn stage failed (see its log above)")
+def parse(argv: list[str]) -> Options:
+    parser = argparse.ArgumentParser(prog="python -m tasks.compare", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--params", default=PARAMS_FILE)
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE")
+    parser.add_argument("--train", action="store_true", help="train the runs first")
+    parser.add_argument("--seeds", type=int, default=None, help="R seeds (default 3; 1 --full)")
+    parser.add_argument("--full", action="store_true", help="Kim's k-fold cross-validation")
+    parser.add_argument("--dataset", default=None, help="registry name or data.custom key")
+    args = parser.parse_args(argv)
+    return Options(args.train, args.seeds, args.full, args.dataset, args.params,
+                   tuple(args.overrides))
 
 
-def main(argv=None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if "--train" in argv and not {"-h", "--help"} & set(argv):   # --help never trains
-        argv.remove("--train")
-        known = argparse.ArgumentParser(add_help=False)
-        known.add_argument("--params", default=PARAMS_FILE)
-        known.add_argument("--set", dest="overrides", action="append", default=[])
-        args, _ = known.parse_known_args(argv)
-        code = guarded("compare", lambda: train_variants(args.params, args.overrides),
-                       "--verbose" in argv)
-        if code:
-            return code
-    return stage_main("compare", run, argv)
+def main(argv: list[str] | None = None) -> int:
+    options = parse(list(sys.argv[1:] if argv is None else argv))
+    setup_logging()
+    try:
+        cfg = load_params(options.params, parse_overrides(list(options.overrides)))
+        name = output_stem(cfg, options.dataset or cfg.data.labelled)
+        with tracking.stage_run(cfg, "compare", run_name=name) as parent:
+            run(cfg, options, parent)
+    except (*STAGE_ERRORS, ParamsError) as exc:
+        return report_error("compare", exc)
+    print(Path(cfg.path("metrics") / f"{name}.md").read_text())
+    return 0
 
 
 if __name__ == "__main__":

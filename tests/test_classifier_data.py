@@ -98,6 +98,21 @@ def test_kfold_protocol_partitions_all_tsv(tmp_path, make_cfg):
         load_folds(cfg, ["neg", "pos"])
 
 
+def test_one_fold_alone_is_the_same_fold_as_in_the_full_run(tmp_path, make_cfg):
+    write_inputs(tmp_path, sizes=(30, 10, 10), folds=5)
+    every = load_folds(make_cfg(**{**TINY, "prepare.folds": 5, "cnn.protocol": "kfold"}),
+                       ["neg", "pos"])
+    for k in (0, 3):
+        cfg = make_cfg(**{**TINY, "prepare.folds": 5, "cnn.protocol": "kfold", "cnn.fold": k})
+        [alone] = load_folds(cfg, ["neg", "pos"])
+        assert alone.name == every[k].name
+        for split in ("train", "dev", "test"):  # same rows, same seeded dev slice
+            assert getattr(alone, split).texts == getattr(every[k], split).texts
+    cfg = make_cfg(**{**TINY, "prepare.folds": 5, "cnn.protocol": "kfold", "cnn.fold": 5})
+    with pytest.raises(PipelineError, match="cnn.fold is 5 but prepare.folds gives folds 0..4"):
+        load_folds(cfg, ["neg", "pos"])
+
+
 def test_bad_splits_fail_with_one_line_reasons(tmp_path, make_cfg):
     paths = write_inputs(tmp_path, sizes=(10, 4, 4))
     cfg, names = make_cfg(**TINY), ["neg", "pos"]

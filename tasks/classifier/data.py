@@ -160,7 +160,8 @@ def _subset(examples: Examples, rows: np.ndarray) -> Examples:
 
 
 def load_folds(cfg: Config, names: Sequence[str]) -> list[Fold]:
-    """The folds `cnn.protocol` asks for: one train/dev/test split, or k folds of all.tsv."""
+    """The folds `cnn.protocol` asks for: one train/dev/test split, or k folds of all.tsv
+    (all of them, or fold `cnn.fold` alone when it is >= 0)."""
     prepared = cfg.path("prepared")
     if cfg.cnn.protocol == "split":
         train, dev, test = (read_table(prepared / f"{s}.tsv", names)[0]
@@ -179,8 +180,11 @@ def load_folds(cfg: Config, names: Sequence[str]) -> list[Fold]:
                             f"0..{k - 1}; found {sorted(set(fold_ids.tolist()))[:12]}")
     # Kim held out 10% of the training data for early stopping; prepare.dev_fraction if set.
     dev_fraction = cfg.prepare.dev_fraction or 0.1
+    if cfg.cnn.fold >= k:
+        raise PipelineError(f"cnn.fold is {cfg.cnn.fold} but prepare.folds gives folds "
+                            f"0..{k - 1}")
     folds = []
-    for f in range(k):
+    for f in range(k) if cfg.cnn.fold < 0 else [cfg.cnn.fold]:
         pool = np.flatnonzero(fold_ids != f)
         rng = np.random.default_rng([cfg.seed, f])
         dev_rows = []

@@ -170,11 +170,18 @@ def input_parts(cfg: Config) -> dict[str, Any]:
             "files": {f.name: file_md5(f) for f in sorted(files) if f.exists()}}
 
 
+COMPARED = ("cnn.embedding_init", "cnn.optimizer", "cnn.learning_rate", "cnn.fold")
+
+
 def fingerprints(cfg: Config) -> tuple[str, str]:
-    """(checkpoint fingerprint, comparison id); neither covers epochs/patience."""
+    """(checkpoint fingerprint, comparison id); neither covers epochs/patience, and the
+    comparison id leaves out `COMPARED` and `seed`, so every run of one comparison shares it."""
     parts = input_parts(cfg)
     for key in ("cnn.epochs", "cnn.patience"):
         parts["params"].pop(key)
     run_fp = fingerprint(parts)
-    parts["params"].pop("cnn.embedding_init")
+    # What a comparison varies (tasks.compare): the variant, its optimiser, the seed, the fold.
+    for key in COMPARED:
+        parts["params"].pop(key, None)
+    parts.pop("seed")
     return run_fp, fingerprint(parts)[:12]

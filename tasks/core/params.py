@@ -176,6 +176,7 @@ class Cnn:
     epochs: int = bounded(ge=1)
     learning_rate: float = bounded(gt=0)
     patience: int = bounded(ge=0)
+    fold: int = bounded(ge=-1, le=99)  # kfold: -1 = every fold, i = fold i alone
 
     def __post_init__(self) -> None:
         if not self.filter_windows or min(self.filter_windows) < 1:
