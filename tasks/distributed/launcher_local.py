@@ -109,11 +109,11 @@ class LocalJob:
         self.cluster: dict[str, list[str]] = {}
         self.restarts = 0
         self._lock = threading.Lock()
-        self._stop = threading.Event()
+        self._stop_requested = threading.Event()
 
     def request_stop(self) -> None:
         """Ask `run()` (in another thread) to stop every task and return a failed result."""
-        self._stop.set()
+        self._stop_requested.set()
 
     # -- process management -------------------------------------------------------------
     def pid(self, role: str, index: int) -> int | None:
@@ -225,8 +225,8 @@ class LocalJob:
             return {}
 
         def interrupt(signum: int, _frame: Any) -> None:
-            if not self._stop.is_set():  # once: a second Ctrl-C must not cut the clean-up short
-                self._stop.set()
+            if not self._stop_requested.is_set():  # once: a 2nd Ctrl-C must not cut the clean-up
+                self._stop_requested.set()
                 raise JobInterrupted(signum)
 
         return {sig: signal.signal(sig, interrupt) for sig in STOP_SIGNALS}
@@ -270,7 +270,7 @@ class LocalJob:
         try:
             self._start_job()
             while True:
-                if self._stop.is_set():
+                if self._stop_requested.is_set():
                     ok, reason = False, "stop requested"
                     break
                 if self._finished():
