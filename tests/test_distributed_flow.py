@@ -152,6 +152,7 @@ def test_sigterm_stops_every_task_and_a_rerun_resumes(tmp_path, prefect_api):
     """SIGTERM to `python -m flows.distributed` (what a Prefect cancellation or a worker
     shutdown sends) while the job trains: every task process is gone within seconds, the last
     checkpoint loads, and the same command afterwards resumes from it and finishes."""
+    import os
     import re
     import signal
     import threading
@@ -179,23 +180,30 @@ def test_sigterm_stops_every_task_and_a_rerun_resumes(tmp_path, prefect_api):
                 pids[started.group(1)] = int(started.group(2))
 
     threading.Thread(target=drain, daemon=True).start()
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline and proc.poll() is None:  # until a first checkpoint
-        markers = list((root / "data" / "distributed").glob("w2v-*/checkpoints/checkpoint"))
-        if markers and len(pids) == 4:
-            break
-        time.sleep(0.1)
-    ckpt_dirs = [m.parent for m in markers]
-    assert proc.poll() is None and len(ckpt_dirs) == 1, "".join(lines[-30:])
-    proc.send_signal(signal.SIGTERM)
-    sent = time.monotonic()
-    proc.communicate(timeout=60)
-    deadline = time.monotonic() + 10
-    while any(_alive(p) for p in pids.values()) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert [n for n, p in pids.items() if _alive(p)] == []
-    assert time.monotonic() - sent < 20
-    assert proc.returncode != 0
+    try:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline and proc.poll() is None:  # until a first checkpoint
+            markers = list((root / "data" / "distributed").glob("w2v-*/checkpoints/checkpoint"))
+            if markers and len(pids) == 4:
+                break
+            time.sleep(0.1)
+        ckpt_dirs = [m.parent for m in markers]
+        assert proc.poll() is None and len(ckpt_dirs) == 1, "".join(lines[-30:])
+        proc.send_signal(signal.SIGTERM)
+        sent = time.monotonic()
+        proc.wait(timeout=60)
+        deadline = time.monotonic() + 10
+        while any(_alive(p) for p in pids.values()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert [n for n, p in pids.items() if _alive(p)] == []
+        assert time.monotonic() - sent < 20
+        assert proc.returncode != 0
+    finally:  # a failed check must not leave the flow (and its job) running
+        if proc.poll() is None:
+            proc.kill()
+        for pid in pids.values():
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
 
     latest = tf.train.latest_checkpoint(str(ckpt_dirs[0]))
     assert latest is not None
