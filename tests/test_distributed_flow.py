@@ -148,6 +148,7 @@ def test_cli_dry_run_prints_valid_manifests_and_starts_nothing(tmp_path):
     assert not list(tmp_path.glob("**/*.db"))  # no Prefect database was created
 
 
+@pytest.mark.timeout(2400)  # two flow runs, each importing TensorFlow in five processes
 def test_sigterm_stops_every_task_and_a_rerun_resumes(tmp_path, prefect_api):
     """SIGTERM to `python -m flows.distributed` (what a Prefect cancellation or a worker
     shutdown sends) while the job trains: every task process is gone within seconds, the last
