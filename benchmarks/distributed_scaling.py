@@ -8,7 +8,16 @@
 `python -m tasks.{download,prepare,vocab} --params <root>/params.yaml` and
 DATA_MIRROR=../shared/mirror/nltk). Each run writes its own outputs
 (`paths.word2vec=data/bench-<run>`, `paths.metrics=metrics-bench/<run>`) and the table goes
-to stdout and `benchmarks/results/distributed_scaling.json`.
+to stdout and `benchmarks/results/distributed_scaling.json`: `runs` [{name, workers,
+words_per_sec, efficiency (vs `single` of the same invocation), analogy_accuracy,
+wordsim353_spearman, bytes_per_1k_words}], plus `load_average` before and after (the machine
+is shared: say so next to any figure). Every run starts fresh (its output folder is removed
+and the distributed job gets a new id): a benchmark must not resume an earlier run.
+
+bytes_per_1k_words is an UPPER BOUND, not a per-worker measurement: the growth of the
+loopback interface's transmit counter (/proc/net/dev `lo`) during the run, divided by the
+number of training processes and by thousands of words trained. Every other process on the
+machine that talks over 127.0.0.1 (other engineers' tests, MLflow, Prefect) adds to it.
 
 Runs: `single` = `python -m tasks.word2vec` (the stage itself); `sync1`, `sync2` =
 MultiWorkerMirroredStrategy with 1 and 2 local workers; `async2` = 2 workers + 1 parameter
@@ -33,7 +42,7 @@ sys.path.insert(0, str(REPO))
 
 from tasks.core.params import load_params  # noqa: E402
 from tasks.core.stage import parse_overrides  # noqa: E402
-from tasks.distributed import launch  # noqa: E402
+from tasks.distributed import ClusterShape, launch, new_job_id  # noqa: E402
 
 RUNS = {
     "single": None,
@@ -41,13 +50,26 @@ RUNS = {
     "sync2": {"distributed.strategy": "sync", "distributed.workers": 2},
     "async2": {"distributed.strategy": "async", "distributed.workers": 2, "distributed.ps": 1},
 }
-KEYS = ("words_per_sec", "train_seconds", "analogy_accuracy", "wordsim353_spearman", "final_loss")
+KEYS = ("words_per_sec", "efficiency", "analogy_accuracy", "wordsim353_spearman",
+        "bytes_per_1k_words")
+
+
+def loopback_tx_bytes() -> int:
+    """Bytes sent on the loopback interface since boot (/proc/net/dev, `lo` row)."""
+    for row in Path("/proc/net/dev").read_text().splitlines():
+        name, _, data = row.partition(":")
+        if name.strip() == "lo":
+            return int(data.split()[8])
+    return 0
 
 
 def run_one(root: Path, name: str, base: dict[str, Any]) -> dict[str, Any]:
     overrides = {**base, "paths.word2vec": f"data/bench-{name}",
                  "paths.metrics": f"metrics-bench/{name}", "distributed.backend": "local"}
-    started = time.perf_counter()
+    import shutil
+
+    shutil.rmtree(root / f"data/bench-{name}", ignore_errors=True)  # never resume a run
+    started, tx0 = time.perf_counter(), loopback_tx_bytes()
     if RUNS[name] is None:
         cmd = [sys.executable, "-m", "tasks.word2vec", "--params", str(root / "params.yaml")]
         for key, value in overrides.items():
@@ -57,8 +79,15 @@ def run_one(root: Path, name: str, base: dict[str, Any]) -> dict[str, Any]:
     else:
         overrides.update(RUNS[name])
         cfg = load_params(root / "params.yaml", overrides)
-        metrics = launch(cfg, root / "params.yaml", overrides,
+        job = new_job_id(ClusterShape.from_config(cfg.distributed))
+        metrics = launch(cfg, root / "params.yaml", overrides, job=job,
                          on_line=lambda line: print(line, flush=True)).metrics
+    sent = loopback_tx_bytes() - tx0
+    workers = (RUNS[name] or {}).get("distributed.workers", 1)
+    words = metrics.get("words_per_sec", 0) * metrics.get("train_seconds", 0)
+    metrics["workers"] = workers
+    metrics["bytes_per_1k_words"] = (round(sent / workers / (words / 1000), 1)
+                                     if RUNS[name] is not None and words else 0.0)
     metrics["wall_seconds_total"] = round(time.perf_counter() - started, 1)
     return metrics
 
@@ -74,12 +103,21 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{args.root.resolve()}/mlflow.db")
     base = {"word2vec.epochs": args.epochs, **parse_overrides(args.overrides)}
     results = {}
+    load_before = os.getloadavg()
     for name in args.runs.split(","):
         print(f"== {name}", flush=True)
         results[name] = run_one(args.root.resolve(), name, base)
+    single = results.get("single", {}).get("words_per_sec")
+    for metrics in results.values():
+        metrics["efficiency"] = (round(metrics["words_per_sec"] / single, 3)
+                                 if single else None)
+    runs = [{"name": name, **{k: m.get(k) for k in ("workers", *KEYS)}}
+            for name, m in results.items()]
     out = REPO / "benchmarks" / "results" / "distributed_scaling.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"base": base, "results": results}, indent=1, default=str))
+    out.write_text(json.dumps({"base": base, "load_average": {
+        "before": load_before, "after": os.getloadavg()}, "runs": runs, "results": results},
+        indent=1, default=str))
     print("| run | " + " | ".join(KEYS) + " | wall s |")
     print("|---" * (len(KEYS) + 2) + "|")
     for name, metrics in results.items():

@@ -171,9 +171,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         overrides = distributed_overrides(args.backend, args.strategy, args.workers, args.ps,
                                           args.image, parse_overrides(args.overrides))
-        validate(args.root, overrides)
+        cfg = validate(args.root, overrides)
     except ParamsError as exc:
         return report_error("distributed", exc)
+    if args.dry_run:  # nothing runs: no flow run, so no Prefect server (not even ephemeral)
+        text = dry_run_text(cfg, overrides)
+        shape = ClusterShape.from_config(cfg.distributed)
+        print(json.dumps({"dry_run": True, "shape": shape.tag, "text": text}) if args.json
+              else text)
+        return 0
     try:
         summary = distributed(overrides=overrides, dry_run=args.dry_run, root=args.root,
                               keep=args.keep)

@@ -126,19 +126,101 @@ def test_bad_flow_parameters_fail_before_any_work(tmp_path):
     assert proc.returncode == 2 and "only overrides distributed" in proc.stderr
 
 
-def test_cli_dry_run_prints_valid_manifests_and_starts_nothing(tmp_path, prefect_api):
+def test_cli_dry_run_prints_valid_manifests_and_starts_nothing(tmp_path):
     import kubernetes_validate
 
-    env = sub_env(PREFECT_API_URL=prefect_api.api_url)
+    # No Prefect server, and none may be needed: an API URL nothing listens on, and no
+    # ephemeral server either (a dry run is not a flow run).
+    env = sub_env(PREFECT_API_URL="http://127.0.0.1:9/api", PREFECT_HOME=str(tmp_path))
     proc = subprocess.run([sys.executable, "-m", "flows.distributed", "--backend", "kubernetes",
                            "--workers", "4", "--ps", "2", "--strategy", "async", "--image",
                            "registry.example.com/w2v:2", "--dry-run"], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     docs = list(yaml.safe_load_all(proc.stdout))
-    assert [d["kind"] for d in docs] == ["Service", "Job", "Job", "Job"]
+    assert [d["kind"] for d in docs] == ["Service", "NetworkPolicy", "Job", "Job", "Job"]
     for doc in docs:
         kubernetes_validate.validate(doc, "1.33.0", strict=True)
-    pod = docs[2]["spec"]["template"]["spec"]
+    worker = next(d for d in docs if d["metadata"]["name"].endswith("-worker"))
+    pod = worker["spec"]["template"]["spec"]
     assert pod["containers"][0]["image"] == "registry.example.com/w2v:2"
-    assert docs[2]["spec"]["completions"] == 4
+    assert worker["spec"]["completions"] == 4
+    assert not list(tmp_path.glob("**/*.db"))  # no Prefect database was created
+
+
+@pytest.mark.timeout(2400)  # two flow runs, each importing TensorFlow in five processes
+def test_sigterm_stops_every_task_and_a_rerun_resumes(tmp_path, prefect_api):
+    """SIGTERM to `python -m flows.distributed` (what a Prefect cancellation or a worker
+    shutdown sends) while the job trains: every task process is gone within seconds, the last
+    checkpoint loads, and the same command afterwards resumes from it and finishes."""
+    import os
+    import re
+    import signal
+    import threading
+    import time
+
+    import tensorflow as tf
+
+    root = make_project(tmp_path / "proj")
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["word2vec"].update(epochs=6, checkpoint_every=20)  # long enough to be stopped
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = sub_env(PREFECT_API_URL=prefect_api.api_url)
+    command = [sys.executable, "-m", "flows.distributed", "--backend", "local", "--strategy",
+               "async", "--workers", "2", "--ps", "1", "--json"]
+    proc = subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    pids: dict[str, int] = {}
+    lines: list[str] = []
+
+    def drain() -> None:
+        for line in proc.stdout:
+            lines.append(line)
+            started = re.search(r"\[launcher\] started (\S+) pid (\d+)", line)
+            if started:
+                pids[started.group(1)] = int(started.group(2))
+
+    threading.Thread(target=drain, daemon=True).start()
+    try:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline and proc.poll() is None:  # until a first checkpoint
+            markers = list((root / "data" / "distributed").glob("w2v-*/checkpoints/checkpoint"))
+            if markers and len(pids) == 4:
+                break
+            time.sleep(0.1)
+        ckpt_dirs = [m.parent for m in markers]
+        assert proc.poll() is None and len(ckpt_dirs) == 1, "".join(lines[-30:])
+        proc.send_signal(signal.SIGTERM)
+        sent = time.monotonic()
+        proc.wait(timeout=60)
+        deadline = time.monotonic() + 10
+        while any(_alive(p) for p in pids.values()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert [n for n, p in pids.items() if _alive(p)] == []
+        assert time.monotonic() - sent < 20
+        assert proc.returncode != 0
+    finally:  # a failed check must not leave the flow (and its job) running
+        if proc.poll() is None:
+            proc.kill()
+        for pid in pids.values():
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+    latest = tf.train.latest_checkpoint(str(ckpt_dirs[0]))
+    assert latest is not None
+    stopped_at = int(latest.rsplit("-", 1)[1])
+    reader = tf.train.load_checkpoint(latest)  # usable: every variable reads back
+    assert any("input_embeddings" in name for name in reader.get_variable_to_shape_map())
+
+    again = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True,
+                           timeout=900)
+    assert again.returncode == 0, again.stderr[-3000:]
+    resumed = re.search(r"resuming at step (\d+)", again.stdout + again.stderr)
+    assert resumed and int(resumed.group(1)) >= stopped_at > 0
+    summary = json.loads(again.stdout.strip().splitlines()[-1])
+    assert summary["stages"]["word2vec"]["metrics"]["resumed_from_step"] >= stopped_at
+
+
+def _alive(pid: int) -> bool:
+    status = Path(f"/proc/{pid}/status")
+    return status.exists() and "zombie" not in status.read_text()

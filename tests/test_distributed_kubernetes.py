@@ -42,8 +42,15 @@ def test_manifests_validate_against_the_kubernetes_schemas(make_cfg, strategy, r
         "distributed.image": "registry.example/w2v:1.0", "distributed.namespace": "ml"})
     for manifest in manifests:
         kubernetes_validate.validate(manifest, K8S_VERSION, strict=True)
-    service, jobs = manifests[0], manifests[1:]
+    service, policy, jobs = manifests[0], manifests[1], manifests[2:]
     assert service["kind"] == "Service" and service["spec"]["clusterIP"] == "None"
+    # The job's pods admit the gRPC port from pods of the same job, and nothing else.
+    assert policy["kind"] == "NetworkPolicy" and policy["spec"]["policyTypes"] == ["Ingress"]
+    mine = {"app.kubernetes.io/instance": "w2v-test-1"}
+    assert policy["spec"]["podSelector"] == {"matchLabels": mine}
+    assert policy["spec"]["ingress"] == [{"from": [{"podSelector": {"matchLabels": mine}}],
+                                          "ports": [{"protocol": "TCP", "port": 2222}]}]
+    assert {j["kind"] for j in jobs} == {"Job"}
     assert {j["metadata"]["name"]: j["spec"]["completions"] for j in jobs} == {
         f"w2v-test-1-{role}": n for role, n in roles.items()}
     for job in jobs:
@@ -68,15 +75,18 @@ def test_manifests_validate_against_the_kubernetes_schemas(make_cfg, strategy, r
             f"w2v-test-1-{role}-{last}.w2v-test-1.ml.svc.cluster.local:2222")
         assert service["spec"]["selector"].items() <= job["spec"]["template"]["metadata"][
             "labels"].items()
+        assert mine.items() <= job["spec"]["template"]["metadata"]["labels"].items()
+        ports = {p["containerPort"] for c in pod["containers"] for p in c["ports"]}
+        assert ports == {p["port"] for r in policy["spec"]["ingress"] for p in r["ports"]}
 
 
 def test_the_validator_rejects_a_broken_manifest(make_cfg):
     _, manifests = manifests_for(make_cfg)
-    broken = copy.deepcopy(manifests[1])
+    broken = copy.deepcopy(manifests[2])
     broken["spec"]["completionMode"] = 3  # a string enum in the schema
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(broken, K8S_VERSION, strict=True)
-    extra = copy.deepcopy(manifests[1])
+    extra = copy.deepcopy(manifests[2])
     extra["spec"]["template"]["spec"]["containers"][0]["cpus"] = "1"  # unknown field
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(extra, K8S_VERSION, strict=True)
@@ -86,10 +96,10 @@ def test_dry_run_prints_yaml_of_every_manifest(make_cfg, repo_params):
     overrides = distributed_overrides("kubernetes", "async", 4, 2, "registry.example/w2v:1.0")
     cfg = make_cfg(**overrides)
     docs = list(yaml.safe_load_all(dry_run_text(cfg, overrides)))
-    assert [d["kind"] for d in docs] == ["Service", "Job", "Job", "Job"]
+    assert [d["kind"] for d in docs] == ["Service", "NetworkPolicy", "Job", "Job", "Job"]
     for doc in docs:
         kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
-    args = docs[1]["spec"]["template"]["spec"]["containers"][0]["command"]
+    args = docs[2]["spec"]["template"]["spec"]["containers"][0]["command"]
     assert "distributed.workers=4" in args and "distributed.ps=2" in args
     local = dry_run_text(make_cfg(), {})
     assert local.count("TF_CONFIG=") == 2 and "127.0.0.1:" in local
@@ -189,12 +199,16 @@ def test_submit_watch_logs_and_cleanup_through_the_client(make_cfg, tmp_path, mo
         server.shutdown()
     assert ok and reason == "job w2v-t-chief complete"
     posts = [p for m, p in server.requests if m == "POST"]
-    assert posts == ["/api/v1/namespaces/ml/services"] + ["/apis/batch/v1/namespaces/ml/jobs"] * 3
+    assert posts == ["/api/v1/namespaces/ml/services",
+                     "/apis/networking.k8s.io/v1/namespaces/ml/networkpolicies"] + [
+        "/apis/batch/v1/namespaces/ml/jobs"] * 3
     assert "[w2v-t-chief-0] training on w2v-t-chief-0" in lines
     assert any(line.startswith("[kubernetes] w2v-t: ps=Running") for line in lines)
     deleted = sorted(p.split("?")[0] for m, p in server.requests if m == "DELETE")
-    assert deleted == ["/api/v1/namespaces/ml/services/w2v-t"] + [
-        f"/apis/batch/v1/namespaces/ml/jobs/w2v-t-{r}" for r in ("chief", "ps", "worker")]
+    assert deleted == sorted(
+        ["/api/v1/namespaces/ml/services/w2v-t",
+         "/apis/networking.k8s.io/v1/namespaces/ml/networkpolicies/w2v-t-peers"]
+        + [f"/apis/batch/v1/namespaces/ml/jobs/w2v-t-{r}" for r in ("chief", "ps", "worker")])
     assert server.objects == {}  # nothing left behind
 
 
@@ -218,4 +232,5 @@ def test_example_manifests_in_deploy_validate():
             kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
             kinds.append(doc["kind"])
     assert kinds.count("Job") == 4 and kinds.count("Service") == 2
+    assert kinds.count("NetworkPolicy") == 2  # one per example job
     assert {"Role", "RoleBinding"} <= set(kinds)

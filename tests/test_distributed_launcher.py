@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
+import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -156,4 +160,77 @@ def test_timeout_stops_every_task(tmp_path):
                    lines, timeout=3)
     result = job.run()
     assert not result.ok and result.reason == "timeout after 3 s"
+    assert all(not alive(t.proc.pid) for t in job.tasks.values())
+
+
+LAUNCHER = r'''
+import json, os, sys
+from pathlib import Path
+from tasks.distributed.cluster import ClusterShape
+from tasks.distributed.launcher_local import LocalJob
+folder = Path(sys.argv[1])
+job = LocalJob(ClusterShape("async", 2, 1),
+               [sys.executable, str(folder / "child.py"), str(folder / "plan.json")],
+               cwd=folder, env=dict(os.environ), timeout=120, grace=2.0,
+               on_line=lambda line: print(line, flush=True))
+result = job.run()
+print("RESULT", json.dumps({"ok": result.ok, "reason": result.reason}), flush=True)
+'''
+
+
+def launch_in_a_process(tmp_path: Path) -> tuple[subprocess.Popen, dict[str, int]]:
+    """A launcher process (main thread, default signal handlers) whose four tasks all serve."""
+    (tmp_path / "child.py").write_text(CHILD)
+    (tmp_path / "plan.json").write_text(json.dumps(
+        {n: "serve" for n in ("ps:0", "worker:0", "worker:1", "chief:0")}))
+    (tmp_path / "launcher.py").write_text(LAUNCHER)
+    proc = subprocess.Popen([sys.executable, str(tmp_path / "launcher.py"), str(tmp_path)],
+                            cwd=Path(__file__).resolve().parents[1], stdout=subprocess.PIPE,
+                            text=True)
+    pids: dict[str, int] = {}
+    assert proc.stdout is not None
+    hello: set[str] = set()
+    for line in proc.stdout:  # until every task has said hello (all four are running)
+        started = re.match(r"\[launcher\] started (\S+) pid (\d+)", line)
+        if started:
+            pids[started.group(1)] = int(started.group(2))
+        said = re.match(r"\[(\S+)\] hello from", line)
+        if said:
+            hello.add(said.group(1))
+        if len(hello) == 4:
+            break
+    return proc, pids
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_stops_every_task_then_the_launcher(tmp_path, sig):
+    proc, pids = launch_in_a_process(tmp_path)
+    assert set(pids) == {"ps:0", "worker:0", "worker:1", "chief:0"}
+    assert all(alive(pid) for pid in pids.values())
+    sent = time.monotonic()
+    proc.send_signal(sig)
+    rest = proc.communicate(timeout=30)[0]
+    # Every task is gone within a few seconds (SIGTERM, then SIGKILL after the 2 s grace)...
+    deadline = time.monotonic() + 5
+    while any(alive(pid) for pid in pids.values()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [n for n, pid in pids.items() if alive(pid)] == []
+    assert time.monotonic() - sent < 10
+    # ...and then the signal took its usual course: SIGTERM's default action ends the
+    # launcher; SIGINT is a KeyboardInterrupt, which ends Python by the signal too.
+    assert proc.returncode == -sig
+    assert f"stopped by signal {signal.Signals(sig).name}: every task stopped" in rest
+    assert "RESULT" not in rest
+
+
+def test_request_stop_from_another_thread(tmp_path):
+    lines: list[str] = []
+    job = make_job(tmp_path, ClusterShape("sync", 2), {"worker:0": "serve", "worker:1": "serve"},
+                   lines, timeout=60, grace=1.0)
+    threading.Timer(2.0, job.request_stop).start()
+    started = time.monotonic()
+    result = job.run()
+    assert not result.ok and result.reason == "stop requested"
+    assert time.monotonic() - started < 15
     assert all(not alive(t.proc.pid) for t in job.tasks.values())

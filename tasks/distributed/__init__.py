@@ -46,6 +46,28 @@ def new_job_id(shape: ClusterShape) -> str:
     return f"w2v-{shape.tag}-{uuid.uuid4().hex[:8]}"
 
 
+def resumable_job_id(cfg: Config, shape: ClusterShape) -> str:
+    """The same DNS-1035 label for the same training: `w2v-sync-2w-<hash of what it trains>`.
+
+    The hash covers the single-process stage's checkpoint fingerprint (word2vec params, seed,
+    vocab and corpus md5, trainer version) and the job's step arithmetic (shape,
+    steps_per_execution), so a re-run of a stopped or crashed local job finds its job folder
+    and resumes from the last checkpoint, and any change starts a new job.
+    """
+    import hashlib
+
+    from tasks.embeddings.training import fingerprint
+
+    corpus = cfg.path("prepared") / "corpus.txt"
+    vocab = cfg.path("vocab") / "vocab.npz"
+    if not (corpus.is_file() and vocab.is_file()):
+        return new_job_id(shape)  # nothing to resume from; the tasks report the missing input
+    key = {"fingerprint": fingerprint(cfg, vocab, corpus), "shape": shape.tag,
+           "steps_per_execution": cfg.distributed.steps_per_execution}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+    return f"w2v-{shape.tag}-{digest[:8]}"
+
+
 def worker_args(job: str, params_file: str, overrides: Mapping[str, Any]) -> list[str]:
     args = ["--job", job, "--params", params_file]
     for key, value in overrides.items():
@@ -63,18 +85,25 @@ def launch(cfg: Config, params_file: str | Path = "params.yaml",
     `params_file` with the same overrides. Raises PipelineError if the job fails.
     """
     shape = ClusterShape.from_config(cfg.distributed)
-    job = job or new_job_id(shape)
     backend = cfg.distributed.backend
+    # Local: the same job folder for the same training (a re-run resumes). Kubernetes: object
+    # names unique per launch (a kept or half-deleted earlier job must not collide).
+    job = job or (resumable_job_id(cfg, shape) if backend == "local" else new_job_id(shape))
     overrides = dict(overrides or {})
     on_line(f"[launcher] job {job}: {shape.tag} on {backend}")
+    JobDir.of(cfg, job).result.unlink(missing_ok=True)  # an earlier run's: not this one's end
     if backend == "local":
+        from tasks.distributed import loopback
         from tasks.distributed.launcher_local import LocalJob
 
         params = str(Path(params_file).resolve())
         command = [sys.executable, "-m", "tasks.distributed.worker",
                    *worker_args(job, params, overrides)]
-        local = LocalJob(shape, command, cwd=cfg.root, env={**os.environ, **(env or {}),
-                                                            "DIST_BACKEND": "local"},
+        task_env = {**os.environ, **(env or {}), "DIST_BACKEND": "local"}
+        # Servers on 127.0.0.1 only (TensorFlow itself always binds every interface).
+        task_env["LD_PRELOAD"] = loopback.preload(
+            cfg.resolve(cfg.distributed.shared_path) / ".loopback", task_env.get("LD_PRELOAD"))
+        local = LocalJob(shape, command, cwd=cfg.root, env=task_env,
                          timeout=cfg.distributed.timeout,
                          max_restarts=cfg.distributed.max_restarts, on_line=on_line)
         outcome = local.run()

@@ -3,8 +3,12 @@
 Params section: `distributed` (strategy, workers, ps, image, namespace, volume_claim,
 mount_path, workdir, cpu, memory, timeout, max_restarts).
 
-One job = one headless Service + one Indexed Job per role (sync: `worker`; async: `chief`,
-`worker`, `ps`), all labelled `app.kubernetes.io/instance: <job>`:
+One job = one headless Service + one NetworkPolicy + one Indexed Job per role (sync:
+`worker`; async: `chief`, `worker`, `ps`), all labelled `app.kubernetes.io/instance: <job>`:
+- the NetworkPolicy admits ingress to the job's pods only on the gRPC port and only from pods
+  of the same job (TensorFlow's servers have no authentication; a pod must listen on its pod
+  IP, so the network decides who may dial it). It takes effect where the cluster's network
+  plugin enforces NetworkPolicies (Calico, Cilium, ...); elsewhere it is accepted and ignored;
 - the Service (clusterIP None, publishNotReadyAddresses) gives every pod the stable name
   `<job>-<role>-<i>.<job>.<namespace>.svc.cluster.local` (Indexed Job hostname + subdomain),
   so the cluster spec is known before any pod starts and survives pod restarts;
@@ -84,7 +88,17 @@ def render(cfg: Config, job: str, args: Sequence[str],
                  "publishNotReadyAddresses": True,
                  "ports": [{"name": "grpc", "port": PORT, "targetPort": PORT}]},
     }
-    manifests: list[dict[str, Any]] = [service]
+    policy = {
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": f"{job}-peers", "namespace": dist.namespace,
+                     "labels": dict(labels)},
+        "spec": {"podSelector": {"matchLabels": {INSTANCE: job}},
+                 # Ingress listed: everything not admitted below is dropped.
+                 "policyTypes": ["Ingress"],
+                 "ingress": [{"from": [{"podSelector": {"matchLabels": {INSTANCE: job}}}],
+                              "ports": [{"protocol": "TCP", "port": PORT}]}]},
+    }
+    manifests: list[dict[str, Any]] = [service, policy]
     for role, count in shape.roles.items():
         role_labels = {**labels, COMPONENT: role}
         manifests.append({
@@ -118,7 +132,7 @@ def to_yaml(manifests: Sequence[Mapping[str, Any]]) -> str:
     return yaml.safe_dump_all([dict(m) for m in manifests], sort_keys=False)
 
 
-def _clients() -> tuple[Any, Any]:
+def _clients() -> tuple[Any, Any, Any]:
     from kubernetes import client, config
 
     try:
@@ -128,14 +142,16 @@ def _clients() -> tuple[Any, Any]:
             config.load_kube_config(config_file=os.environ.get("KUBECONFIG") or None)
         except (config.ConfigException, FileNotFoundError) as exc:
             raise PipelineError(f"kubernetes: no cluster configured ({exc})") from None
-    return client.CoreV1Api(), client.BatchV1Api()
+    return client.CoreV1Api(), client.BatchV1Api(), client.NetworkingV1Api()
 
 
-def submit(manifests: Sequence[Mapping[str, Any]], core: Any, batch: Any) -> None:
+def submit(manifests: Sequence[Mapping[str, Any]], core: Any, batch: Any, net: Any) -> None:
     for manifest in manifests:
         ns = manifest["metadata"]["namespace"]
         if manifest["kind"] == "Service":
             core.create_namespaced_service(ns, manifest)
+        elif manifest["kind"] == "NetworkPolicy":
+            net.create_namespaced_network_policy(ns, manifest)
         else:
             batch.create_namespaced_job(ns, manifest)
 
@@ -179,7 +195,7 @@ def collect_logs(core: Any, job: str, ns: str, on_line: LineSink) -> None:
             on_line(f"[{pod.metadata.name}] {line}")
 
 
-def cleanup(core: Any, batch: Any, manifests: Sequence[Mapping[str, Any]]) -> None:
+def cleanup(core: Any, batch: Any, net: Any, manifests: Sequence[Mapping[str, Any]]) -> None:
     from kubernetes.client.exceptions import ApiException
 
     for manifest in manifests:
@@ -187,6 +203,8 @@ def cleanup(core: Any, batch: Any, manifests: Sequence[Mapping[str, Any]]) -> No
         try:
             if manifest["kind"] == "Service":
                 core.delete_namespaced_service(name, ns)
+            elif manifest["kind"] == "NetworkPolicy":
+                net.delete_namespaced_network_policy(name, ns)
             else:
                 batch.delete_namespaced_job(name, ns, propagation_policy="Background")
         except ApiException as exc:
@@ -200,14 +218,14 @@ def run_job(cfg: Config, job: str, args: Sequence[str], env: Mapping[str, str] |
     """Submit the job, wait for it, print the pods' logs, clean up; return (ok, reason)."""
     passed = {k: os.environ[k] for k in PASS_ENV if os.environ.get(k)}
     manifests = render(cfg, job, args, {**passed, **(env or {})})
-    core, batch = _clients()
+    core, batch, net = _clients()
     shape = ClusterShape.from_config(cfg.distributed)
     ns = cfg.distributed.namespace
-    submit(manifests, core, batch)
+    submit(manifests, core, batch, net)
     try:
         ok, reason = watch(batch, job, shape, ns, cfg.distributed.timeout, on_line, poll)
         collect_logs(core, job, ns, on_line)
     finally:
         if not keep:
-            cleanup(core, batch, manifests)
+            cleanup(core, batch, net, manifests)
     return ok, reason

@@ -11,6 +11,14 @@ What it does, and why:
   `on_line` with a `[role:index]` prefix, and the last lines are kept for the error report.
 - Children run in their own process group and receive SIGKILL if the launching thread dies
   (Linux PR_SET_PDEATHSIG), so no orphan keeps a port or a CPU.
+- Every task is started with the loopback bind() shim preloaded (tasks/distributed/loopback.py,
+  set up by tasks.distributed.launch): its servers listen on 127.0.0.1, as announced.
+- Stopping means stopped: SIGTERM or SIGINT to the launching process (what Ctrl-C, a Prefect
+  cancellation or a worker shutdown sends) stops every task (SIGTERM, SIGKILL after `grace`)
+  before the signal takes its usual course (the previous handler runs: Prefect's marks the
+  flow run Crashed/Cancelled; the default one ends the process). `request_stop()` does the
+  same from another thread. A task killed mid-save leaves the previous checkpoint the latest
+  (TensorFlow writes the `checkpoint` index last), so a re-run of the same job resumes.
 - Failure handling follows what each strategy can survive:
   * sync (all-reduce): one lost worker blocks every collective, so the whole job is stopped
     and started again on fresh ports; the chief resumes from the last checkpoint.
@@ -37,12 +45,22 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tasks.distributed.cluster import ClusterShape, local_cluster, tf_config
 
 FATAL_EXIT = 2      # PipelineError / ParamsError in the task: retrying cannot help
-GRACE_SECONDS = 10.0
+GRACE_SECONDS = 5.0
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 LineSink = Callable[[str], None]
+
+
+class JobInterrupted(BaseException):
+    """A stop signal arrived while the job ran (BaseException: no `except Exception` eats it)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"stopped by signal {signal.Signals(signum).name}")
+        self.signum = signum
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
@@ -91,6 +109,11 @@ class LocalJob:
         self.cluster: dict[str, list[str]] = {}
         self.restarts = 0
         self._lock = threading.Lock()
+        self._stop_requested = threading.Event()
+
+    def request_stop(self) -> None:
+        """Ask `run()` (in another thread) to stop every task and return a failed result."""
+        self._stop_requested.set()
 
     # -- process management -------------------------------------------------------------
     def pid(self, role: str, index: int) -> int | None:
@@ -196,13 +219,60 @@ class LocalJob:
         lines = [ln for ln in task.tail if ln.startswith("error:")] or list(task.tail)[-1:]
         return lines[-1] if lines else "no output"
 
+    def _install_signal_handlers(self) -> dict[int, Any]:
+        """SIGTERM/SIGINT raise JobInterrupted here (main thread only; else {})."""
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+
+        def interrupt(signum: int, _frame: Any) -> None:
+            if not self._stop_requested.is_set():  # once: a 2nd Ctrl-C must not cut the clean-up
+                self._stop_requested.set()
+                raise JobInterrupted(signum)
+
+        return {sig: signal.signal(sig, interrupt) for sig in STOP_SIGNALS}
+
+    @staticmethod
+    def _pass_on(signum: int, previous: Any) -> None:
+        """After the tasks are stopped: let the signal do what it did before the job."""
+        if callable(previous):
+            previous(signum, None)       # Prefect's bridge raises TerminationSignal here
+        if previous == signal.SIG_DFL:
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            os.kill(os.getpid(), signum)  # the default action: the process ends with it
+        # SIG_IGN (or a handler that returned): the caller gets a failed JobResult
+
     def run(self) -> JobResult:
         """Start the job, supervise it to the end, stop every task; never leaves a child."""
+        previous = self._install_signal_handlers()
+        try:
+            return self._run()
+        except JobInterrupted as exc:
+            self.on_line(f"[launcher] {exc}: every task stopped")
+            handler = previous.pop(exc.signum, signal.SIG_DFL)
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+            signal.signal(exc.signum, handler)
+            previous = {}
+            self._pass_on(exc.signum, handler)
+            return JobResult(False, str(exc), self.restarts, self._summary())
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+    def _summary(self) -> dict[str, dict]:
+        return {name: {"exit_codes": list(t.exit_codes), "starts": t.starts, "tail": list(t.tail)}
+                for name, t in self.tasks.items()}
+
+    def _run(self) -> JobResult:
         deadline = time.monotonic() + self.timeout
         reason = ""
         try:
             self._start_job()
             while True:
+                if self._stop_requested.is_set():
+                    ok, reason = False, "stop requested"
+                    break
                 if self._finished():
                     ok, reason = True, "the chief finished"
                     break
@@ -225,6 +295,4 @@ class LocalJob:
         finally:
             self.stop_all()
         self.on_line(f"[launcher] job {'succeeded' if ok else 'failed'}: {reason}")
-        return JobResult(ok, reason, self.restarts, {
-            name: {"exit_codes": list(t.exit_codes), "starts": t.starts, "tail": list(t.tail)}
-            for name, t in self.tasks.items()})
+        return JobResult(ok, reason, self.restarts, self._summary())

@@ -139,6 +139,8 @@ def train(strategy: Any, coordinator: Any, model: Any, step: Any, writer: ShardW
     progress.close()
     steps = int(step.numpy())
     return {"history": history, "steps": steps, "resumed_from_step": start,
-            "final_loss": loss, "train_seconds": round(seconds, 3),
+            # nothing left to train (a re-run after the end): the last epoch's loss
+            "final_loss": loss if np.isfinite(loss) or not history else history[-1]["loss"],
+            "train_seconds": round(seconds, 3),
             "words_per_sec": round((steps - start) * words_per_step / seconds, 1)
             if seconds > 0 else 0.0}

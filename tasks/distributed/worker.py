@@ -46,6 +46,26 @@ log = logging.getLogger("tasks.distributed")
 PUBLISH_WAIT = 900.0  # seconds a sync worker waits for the chief's outputs before exiting
 
 
+def exit_with_launcher(poll: float = 1.0) -> None:
+    """Local backend: end this task when the launching process is gone (a daemon thread).
+
+    The launcher already asks the kernel for SIGKILL on its death (PR_SET_PDEATHSIG), but that
+    is tied to the launching *thread* and to Linux; this check of the parent pid is the
+    portable backstop, so no task trains on after its launcher was killed.
+    """
+    import threading
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll)
+        log.error("the launcher (pid %d) is gone: stopping", parent)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="launcher-watch", daemon=True).start()
+
+
 def serve(task: Task) -> None:
     """Run this task's gRPC server until the process is stopped (async workers and ps)."""
     import tensorflow as tf
@@ -162,6 +182,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = load_params(args.params, parse_overrides(args.overrides))
         job = JobDir.of(cfg, args.job)
         backend = os.environ.get("DIST_BACKEND", cfg.distributed.backend)
+        if backend == "local":
+            exit_with_launcher()
         if task.shape.is_server_only(task.type):
             serve(task)
             return 0
