@@ -174,6 +174,18 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    """tokens | stage | seconds | s per M tokens | CPU-s per M tokens | peak RSS (docs table)."""
+    lines = ["| tokens | stage | seconds | s per M tokens | CPU-s per M tokens | peak RSS |",
+             "|---:|---|---:|---:|---:|---:|"]
+    for r in sorted(rows, key=lambda r: (r["tokens"], STAGES.index(r["stage"]))):
+        lines.append(f"| {r['tokens']:,} | {r['stage']} | {r['seconds']:.1f} | "
+                     f"{r['seconds_per_m_tokens']:.2f} | "
+                     f"{r['cpu_seconds'] / (r['tokens'] / 1e6):.2f} | "
+                     f"{r['peak_rss_bytes'] / 2**30:.2f} GiB |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     from tasks.core.params import load_params
 
@@ -194,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         report["summary"] = summarise(report["rows"])
         out.write_text(json.dumps(report, indent=2) + "\n")
         plot(report["rows"], out.with_suffix(".png"))
+        print(markdown_table(report["rows"]))
         return 0
     cfg = load_params(args.params)
     source = Path(args.source) if args.source else cfg.path("prepared") / "corpus.txt"
@@ -232,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.workdir and not args.keep:
         shutil.rmtree(base, ignore_errors=True)
     plot(report["rows"], out.with_suffix(".png"))
+    print(markdown_table(report["rows"]))
     print(f"-> {out}, {out.with_suffix('.png')}")
     return 0
 
