@@ -142,7 +142,7 @@ def plot(rows: list[dict[str, Any]], out: Path) -> None:
         if first and hi > lo:
             rate = first["seconds"] / first["tokens"]
             axes[0].plot([lo, hi], [rate * lo, rate * hi], "k:", label="linear (word2vec)")
-    axes[1].axhline(2.5, color="r", ls="--", label="2.5 GB target")
+    axes[1].axhline(2.5e9 / 2**30, color="r", ls="--", label="2.5 GB target")
     for ax, ylabel in zip(axes, ("wall seconds", "peak RSS (GiB)"), strict=True):
         ax.set_xscale("log")
         ax.set_yscale("log")
