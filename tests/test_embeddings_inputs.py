@@ -133,3 +133,12 @@ def test_bucketed_calls_cover_the_same_pairs_in_fixed_shapes():
                 for xx, ok in zip(row, mm, strict=True) if ok]
     assert sorted(got) == sorted(expected)
     assert [call.width for call in calls[:3]] == [2, 4, 6]     # radii interleaved
+
+
+def test_sentence_index_slices_equal_the_per_token_sentence_numbers():
+    ids, starts, sentence = corpus()
+    sent = wi.sentence_ids(len(ids), starts)
+    assert len(sent) == len(ids) and np.asarray(sent).tolist() == sentence.tolist()
+    for lo, hi in [(0, 5), (3, 17), (len(ids) - 4, len(ids)), (7, 7)]:
+        got = sent[lo:hi]
+        assert got.dtype == np.int32 and got.tolist() == sentence[lo:hi].tolist()

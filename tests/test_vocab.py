@@ -152,3 +152,20 @@ def test_cli_metrics_and_mlflow_artifact(tmp_path, repo_params):
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines()[-1] == (
         "error: params: vocab.max_size: must be 0 (no limit) or >= 3 (<pad>, <unk>, a word)")
+
+
+def test_encode_file_irregular_spacing_and_empty_file(tmp_path, make_cfg):
+    write_corpus(tmp_path)
+    vocab.run(make_cfg(**{"vocab.min_count": 2}))
+    v = load_vocab(tmp_path / "data" / "vocab")
+    odd = tmp_path / "odd.txt"
+    lines = CORPUS.splitlines()
+    odd.write_text("  " + "   ".join(lines[0].split()) + " \n\n\t\n" + "\n".join(lines[1:]) + "\n")
+    ids, starts = encode_file(odd, v)
+    expected = [v.encode(line).tolist() for line in lines if line.strip()]
+    assert ids.tolist() == sum(expected, [])
+    assert np.diff([*starts.tolist(), len(ids)]).tolist() == [len(e) for e in expected]
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    ids, starts = encode_file(empty, v)
+    assert ids.shape == (0,) and starts.shape == (0,) and ids.dtype == np.int32
