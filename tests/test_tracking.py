@@ -104,6 +104,7 @@ def test_git_tags_read_the_commit(tmp_path: Path):
 
 def test_safe_key_keeps_plain_keys_and_separates_the_others():
     assert tracking.safe_key("data.custom.mine.files.pos") == "data.custom.mine.files.pos"
+    assert tracking.safe_key("fold_1/epoch/dev_accuracy") == "fold_1/epoch/dev_accuracy"
     accents = [tracking.safe_key(s) for s in ("très bien", "trés bien", "tres bien")]
     assert len(set(accents)) == 3 and all(k.startswith("tr") for k in accents)
     for odd in ("\U0001F600", "../up", "a//b", "x" * 300, "", "tab\there"):

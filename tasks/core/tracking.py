@@ -39,16 +39,18 @@ from tasks.core.params import Config
 log = logging.getLogger(__name__)
 
 _ACTIVE: dict[str, Any] = {"enabled": False}
-_PLAIN_KEY = re.compile(r"[A-Za-z0-9_.-]+")
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*")  # `/` groups keys in MLflow
 
 
 def safe_key(name: str) -> str:
     """`name` as a metric/param key MLflow and DVC accept, one key per distinct name.
 
-    Plain ASCII names ([A-Za-z0-9_.-], no `..` segments, <= 200 chars) are kept as they are;
+    Plain ASCII names ([A-Za-z0-9_.-] segments joined by `/`, none of them `.` or `..`,
+    <= 200 chars; e.g. `epoch/dev_accuracy`) are kept as they are;
     any other name becomes its ASCII slug + '-' + 8 hex digits of its md5, so "très bien" and
     "trés bien" (both slug `tr_s_bien`) stay two keys and an emoji label is a valid key."""
-    if _PLAIN_KEY.fullmatch(name) and posixpath.normpath(name) == name and len(name) <= 200:
+    if (_PLAIN_KEY.fullmatch(name) and posixpath.normpath(name) == name
+            and ".." not in name.split("/") and len(name) <= 200):
         return name
     slug = re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:120].replace("..", "_.") or "_"
     return f"{slug}-{text_md5(name)[:8]}"
