@@ -179,7 +179,7 @@ def test_stage_without_its_files_or_with_bad_params_fails_in_one_line(tmp_path, 
                          f"t10k-images-idx3-ubyte.gz (or t10k-images-idx3-ubyte)")
     assert mnist.main(["--params", params, "--set", "mnist.cnn.filters=[8]"]) == 2
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
-        "error: mnist: mnist.cnn.filters: two conv layers, each >= 1 filter, got [8]")
+        "error: params: mnist.cnn.filters: two conv layers, each >= 1 filter, got [8]")
     assert not (project / "metrics").exists() and not (project / "data" / "mnist").exists()
 
 
