@@ -76,12 +76,12 @@ def setup(work: Path, source_lines: list[str], tokens_per_line: np.ndarray, targ
     per_class = min(LABELLED_LINES, len(source_lines) // 2)
     for k, label in enumerate(("pos", "neg")):
         part = source_lines[k * per_class:(k + 1) * per_class]
-        (work / "labelled").mkdir(exist_ok=True)
-        (work / "labelled" / f"{label}.txt").write_text("".join(part), encoding="utf-8")
+        (work / "data/custom/labelled").mkdir(parents=True, exist_ok=True)
+        (work / "data/custom/labelled" / f"{label}.txt").write_text("".join(part), encoding="utf-8")
     params = yaml.safe_load(params_file.read_text(encoding="utf-8"))
     params["data"] = {"corpus": [DATASET], "labelled": "scaled_labelled",
                       "custom": {"scaled_labelled": {"format": "class_files", "files": {
-                          "pos": "labelled/pos.txt", "neg": "labelled/neg.txt"}}}}
+                          "pos": "data/custom/labelled/pos.txt", "neg": "data/custom/labelled/neg.txt"}}}}
     params["tracking"]["enabled"] = False
     params["word2vec"]["epochs"] = 1
     for key in ("analogy_file", "wordsim_file"):     # relative to the repo, not to `work`

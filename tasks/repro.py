@@ -55,14 +55,24 @@ HEADLINES: dict[str, list[tuple[str, str, Callable[[float], str]]]] = {
     "export": [("words", "words_exported", _count), ("projector", "projector_words", _count)],
     "cnn": [("test acc", "test_accuracy", _percent), ("macro F1", "test_macro_f1", _fixed3),
             ("best epoch", "best_epoch", _count)],
+    "mnist": [("softmax acc", "softmax.test_accuracy", _percent),
+              ("cnn acc", "cnn.test_accuracy", _percent)],
 }
 
 
 def headline(stage: str, metrics: dict[str, Any]) -> str:
     """`analogy 11.7%  WS353 0.361  words/s 170,977` (keys missing from `metrics` are left out)."""
-    parts = [f"{label} {fmt(metrics[key])}" for label, key, fmt in HEADLINES.get(stage, [])
-             if isinstance(metrics.get(key), (int, float))]
-    return "  ".join(parts)
+    values = [(label, _lookup(metrics, key), fmt) for label, key, fmt in HEADLINES.get(stage, [])]
+    return "  ".join(f"{label} {fmt(v)}" for label, v, fmt in values
+                     if isinstance(v, (int, float)) and not isinstance(v, bool))
+
+
+def _lookup(metrics: dict[str, Any], dotted: str) -> Any:
+    """`metrics["softmax"]["test_accuracy"]` for "softmax.test_accuracy" (None if absent)."""
+    value: Any = metrics
+    for part in dotted.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
 
 
 def stage_names(dvc_yaml: Path) -> list[str]:

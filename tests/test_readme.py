@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.project_copy import REPO, fixture_project
+from tests.project_copy import REPO, TINY_PARAMS, fixture_project
 
 pytestmark = pytest.mark.slow
 
@@ -87,11 +87,23 @@ def test_readme_commands_are_all_run_or_listed_with_a_reason():
                if prefix != "docker "), NOT_RUN
 
 
+# The README queries `analogy man king woman`: the fixture corpora have no such words, so the
+# copy's corpus also takes a small own dataset (data.custom, no code change) that has them.
+ROYALS = {"a": "the king is a man and the queen is a woman\n",
+          "b": "a man and a woman saw the king and the queen\n"}
+
+
 @pytest.mark.timeout(3600)   # the whole README in order, on a busy machine
 def test_readme_commands_run_in_a_project_copy(tmp_path):
     commands = readme_commands((REPO / "README.md").read_text(encoding="utf-8"))
-    with fixture_project(tmp_path) as project:
+    corpus = TINY_PARAMS["data.corpus"]
+    royals = {"format": "class_files",
+              "files": {k: f"data/custom/royals_{k}.txt" for k in ROYALS}}
+    with fixture_project(tmp_path, {"data.corpus": [*corpus, "royals"],
+                                    "data.custom.royals": royals}) as project:
         root = project.root
+        for key, text in ROYALS.items():
+            (root / "data" / "custom" / f"royals_{key}.txt").write_text(text, encoding="utf-8")
         for name in ("Makefile", "uv.lock", "README.md"):
             shutil.copy2(REPO / name, root / name)
         # The checkout's venv stands for `make setup` in the copy; it must match the lock (run
