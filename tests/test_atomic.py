@@ -40,3 +40,18 @@ def test_atomic_dir_swaps_whole_folder(tmp_path):
 def test_write_json_handles_numpy(tmp_path):
     write_json(tmp_path / "m.json", {"a": np.float32(0.5), "b": np.arange(3)})
     assert json.loads((tmp_path / "m.json").read_text()) == {"a": 0.5, "b": [0, 1, 2]}
+
+
+def test_atomic_path_renames_on_success_and_leaves_nothing_on_failure(tmp_path):
+    from tasks.core.atomic import atomic_path
+
+    target = tmp_path / "out" / "model.keras"
+    with atomic_path(target) as tmp:
+        assert tmp.suffix == ".keras" and tmp.parent == target.parent and not target.exists()
+        tmp.write_bytes(b"new")
+    assert target.read_bytes() == b"new"
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("writer failed")
+    assert target.read_bytes() == b"new"                      # the old file is untouched
+    assert sorted(p.name for p in target.parent.iterdir()) == ["model.keras"]

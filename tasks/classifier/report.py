@@ -10,7 +10,6 @@ cnn_confusion.png (params section `paths`).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from tasks.core import tracking
-from tasks.core.atomic import atomic_file, write_json
+from tasks.core.atomic import atomic_file, atomic_path, write_json
 from tasks.core.params import Config
 
 
@@ -26,13 +25,8 @@ def save_outputs(cfg: Config, model, spec: dict[str, Any], confusion: list[list[
                  history: list[dict[str, float]]) -> None:
     """model.keras + labels.txt + model.json, the curves and the confusion PNG; MLflow."""
     out, metrics_dir = cfg.path("cnn"), cfg.path("metrics")
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f".model.{os.getpid()}.keras"  # Keras insists on the .keras suffix
-    try:
+    with atomic_path(out / "model.keras") as tmp:   # Keras insists on the .keras suffix
         model.save(tmp)
-        os.replace(tmp, out / "model.keras")
-    finally:
-        tmp.unlink(missing_ok=True)
     with atomic_file(out / "labels.txt") as handle:
         handle.write("".join(f"{name}\n" for name in spec["labels"]))
     write_json(metrics_dir / "cnn_curves.json", history)

@@ -57,6 +57,20 @@ def atomic_dir(path: Path | str) -> Iterator[Path]:
         raise
 
 
+@contextlib.contextmanager
+def atomic_path(path: Path | str) -> Iterator[Path]:
+    """Yield a temp file name beside `path`, same suffix, for writers that want a name (Keras'
+    `model.save` insists on `.keras`); on success it is renamed over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

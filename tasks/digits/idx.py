@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import gzip
 import math
-import os
-import tempfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 
+from tasks.core.atomic import atomic_file
 from tasks.digits import DigitsError
 
 IMAGES_MAGIC = 2051
@@ -159,13 +158,6 @@ def write_idx(path: Path | str, array: np.ndarray, magic: int | None = None) -> 
     payload = header + array.astype(np.uint8).tobytes(order="C")
     if path.suffix == ".gz":
         payload = gzip.compress(payload, mtime=0)  # mtime 0: same bytes on every run
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path, "wb") as handle:
+        handle.write(payload)
     return path

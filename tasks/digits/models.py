@@ -25,8 +25,6 @@ the log(0) = NaN the workshop warns about.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -34,6 +32,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tasks.core.atomic import atomic_path
 from tasks.digits import DigitsError
 
 PIXELS = 28 * 28
@@ -124,15 +123,8 @@ def save_keras(model: keras.Model, path: Path | str) -> Path:
     path = Path(path)
     if path.suffix != ".keras":
         raise DigitsError(f"{path}: model files must end in .keras")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp.keras", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         model.save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

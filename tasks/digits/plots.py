@@ -12,30 +12,22 @@ crash never leaves a half-written PNG. Each returns the path.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from tasks.core.atomic import atomic_file
 from tasks.digits import DigitsError
 
 
 def _save(fig: Figure, path: Path | str, dpi: int = 100) -> Path:
     """Render `fig` to PNG at `path` atomically (temp file in the same folder + os.replace)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)  # attach the Agg canvas: no GUI backend involved
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp.png", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            fig.savefig(handle, format="png", dpi=dpi, bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=dpi, bbox_inches="tight")
     return path
 
 
