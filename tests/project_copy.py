@@ -25,7 +25,8 @@ from tests.fixtures import build_fixtures, fixture_registry, serve_directory
 
 REPO = Path(__file__).resolve().parents[1]
 COPIED = ["tasks", "flows", "scripts", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore",
-          "pyproject.toml", "data/custom/.gitkeep", "prefect.yaml"]
+          "pyproject.toml", "data/custom/.gitkeep", "prefect.yaml",
+          "docs/img/digit7.png"]   # the README predicts on it
 
 # Small enough that every stage runs in seconds on 2 cores, large enough to exercise each path.
 TINY_PARAMS: dict[str, Any] = {

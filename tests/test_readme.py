@@ -34,6 +34,8 @@ PLAIN_PATH = "/usr/local/bin:/usr/bin:/bin"
 NOT_RUN = {
     "git clone <this repo>": "placeholder URL; the test's temporary project copy is that clone",
     "make test": "the test suite itself (it would run this test again)",
+    "HYPOTHESIS_PROFILE=nightly make test": "the test suite with a larger Hypothesis profile "
+                                            "(tests/test_reliability.py is part of make test)",
     ".venv/bin/python -m flows.sweep": "four DVC experiments under a temporary Prefect server "
                                        "(long-running server); tests/test_sweep.py runs it",
     ".venv/bin/mlflow ui": "long-running server (tests/test_ui_browser.py drives it)",
