@@ -100,8 +100,12 @@ def replay(lines: Sequence[str]) -> None:
 
 def initialise_devices(tf: ModuleType) -> None:
     """Listing the physical devices initialises the platforms (where cuInit runs and
-    complains on a machine without a GPU). Selection stays TensorFlow's own."""
-    tf.config.list_physical_devices()
+    complains on a machine without a GPU). Selection stays TensorFlow's own. A failure here
+    must not fail `import tensorflow`: the first real device use raises it again, visibly."""
+    try:
+        tf.config.list_physical_devices()
+    except Exception as exc:  # noqa: BLE001 - re-raised by TensorFlow at first use
+        log.debug("listing TensorFlow's devices failed: %s", exc)
 
 
 class _QuietLoader(importlib.abc.Loader):
