@@ -4,8 +4,8 @@
 - `ParentRun`: one MLflow run per pipeline run, created through `tasks.core.tracking.configure`
   (same store and experiment as the stage runs). Its id goes to the stage processes as
   `MLFLOW_PARENT_RUN_ID`, so tasks/core/tracking.py nests each stage run under it. Tags: git
-  commit, Prefect flow-run id, DVC experiment name, variant, `data.<path>` hashes from
-  dvc.lock; params: the overrides; metrics: `<stage>.<name>` from the stages' metrics files.
+  commit, Prefect flow-run id, DVC experiment name, variant, overrides, `data_hashes`
+  ({path: md5} of dvc.lock as JSON); params: the overrides; metrics: `<stage>.<name>` from the stages' metrics files.
 - `read_metrics(cfg, stages, rev)`: `<paths.metrics>/<stage>.json`, from the workspace or
   from a git revision (a DVC experiment's commit).
 - `summary_rows(...)`: the Prefect table artifact, one row per stage metric, numbers
@@ -66,15 +66,16 @@ def read_metrics(cfg: Config, stages: Sequence[str], rev: str | None = None) -> 
 
 
 def lock_data_tags(root: Path, rev: str | None = None) -> dict[str, str]:
-    """`data.<path>` -> md5 from dvc.lock (workspace, or the one committed at `rev`)."""
+    """The `data_hashes` tag ({path: md5} as JSON) from dvc.lock (workspace, or the one
+    committed at `rev`); {} without one."""
     if rev is None:
-        return tracking.data_hash_tags(root)
+        return tracking.data_hashes_tag(tracking.data_hashes(root))
     text = git(root, "show", f"{rev}:dvc.lock")
     if not text:
         return {}
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "dvc.lock").write_text(text)
-        return tracking.data_hash_tags(Path(tmp))
+        return tracking.data_hashes_tag(tracking.data_hashes(Path(tmp)))
 
 
 def warm_up_tracking(cfg: Config) -> threading.Thread | None:

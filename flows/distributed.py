@@ -16,7 +16,9 @@ Like flows/pipeline.py it drives DVC in the workspace: the stages before `word2v
 `dvc commit --force word2vec` records them in dvc.lock as that stage's result (so a later
 `dvc repro` does not train again); the stages after it (export, cnn) run through DVC as usual.
 Overrides of other sections are refused: DVC would not see them (edit params.yaml instead).
-The MLflow parent run (variant `distributed-<shape>`) holds the stage runs of this flow run.
+The MLflow parent run (tags `cluster_shape`, `backend`, `overrides` = the `distributed.*`
+overrides as `key=value,...` or `baseline`, and `variant` = the CNN's embedding variant when
+dvc.yaml has the cnn stage) holds the stage runs of this flow run.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from prefect.runtime import flow_run
 
 from flows import stages as dvc
 from flows.common import ParentRun, read_metrics
-from flows.overrides import validate
+from flows.overrides import validate, variant_name
 from flows.pipeline import line_logger, stage_state
 from tasks.core.errors import ParamsError
 from tasks.core.params import Config
@@ -125,13 +127,14 @@ def distributed(backend: str | None = None, strategy: str | None = None,
         raise dvc.StageError(f"dvc.yaml has no {TRAIN_STAGE!r} stage")
     cut = stages.index(TRAIN_STAGE)
     run_id = flow_run.id or "local"
-    variant = f"distributed-{shape.tag}-{cfg.distributed.backend}"
+    label = variant_name(overrides)  # the `overrides` tag, as on every flow's runs
     parent = ParentRun(cfg, f"distributed-{flow_run.name or run_id}",
                        {"prefect_flow_run_id": run_id, "pipeline_run": run_id,
-                        "variant": variant, "cluster_shape": shape.tag,
+                        "overrides": label, "cluster_shape": shape.tag,
+                        "variant": cfg.cnn.embedding_init if "cnn" in stages else "",
                         "backend": cfg.distributed.backend}, params=overrides)
     env = {"PIPELINE_RUN_ID": run_id, "PREFECT_FLOW_RUN_ID": run_id,
-           "PIPELINE_VARIANT": variant, **parent.env()}
+           "PIPELINE_OVERRIDES": label, **parent.env()}
     results: dict[str, Any] = {}
     ok = False
     try:

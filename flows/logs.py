@@ -16,6 +16,8 @@ stays out of the run's logs (Prefect keeps INFO and up by default; DEBUG records
   (tasks.core.stage.report_error) and a lock wait message of DVC: ERROR / WARNING;
 - anything else: INFO.
 
+The native-line and start-up-notice patterns are tasks/core/native_logs.py's (which keeps
+the same lines off the CLIs' stderr in the first place).
 `clean(line)` drops ANSI escape codes and keeps the last carriage-return segment (what a
 terminal would show of a progress bar).
 """
@@ -25,16 +27,12 @@ from __future__ import annotations
 import logging
 import re
 
+from tasks.core.native_logs import NATIVE_LINE as TF_NATIVE
+from tasks.core.native_logs import STARTUP_NOTICE as STARTUP_NOISE
+
 NAMED_LEVEL = re.compile(
     r"^(?:\d{4}[-/]\d\d[-/]\d\d[ T]\d\d:\d\d:\d\d(?:[.,]\d+)?:? )?"
     r"(?P<level>DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL|FATAL)\b[: ]")
-TF_NATIVE = re.compile(
-    r"^(?:\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: (?P<tsl>[IWEF]) "
-    r"|(?P<absl>[IWEF])\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ )\S+:\d+\]")
-STARTUP_NOISE = re.compile(
-    r"absl::InitializeLog|cuda|cuDNN|cuFFT|cuBLAS|TensorRT|TF-TRT|oneDNN|cpu_feature_guard"
-    r"|optimized to use available CPU instructions|computation placer|Unable to register"
-    r"|rebuild TensorFlow with the appropriate compiler flags", re.IGNORECASE)
 PY_WARNING = re.compile(r"^\S+\.py:\d+: \w*Warning\b")
 STAGE_ERROR = re.compile(r"^error: \S+: ")
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")

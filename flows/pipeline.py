@@ -4,8 +4,9 @@
     python -m flows.pipeline --set cnn.embedding_init=rand    # a DVC experiment (--temp)
 
 Parameters: `overrides` (dotted params keys -> values, validated by tasks.core.params before any
-work), `root` (the project checkout, default the working directory), `variant` (MLflow tag
-`variant`, default derived from the overrides), `exp_name` (DVC experiment name),
+work), `root` (the project checkout, default the working directory), `label` (the flow
+run's name before its start time, default the overrides as `key=value,...` or `baseline`),
+`exp_name` (DVC experiment name),
 `mlflow_tags` (extra tags on the MLflow parent run), `lock_timeout` (seconds to wait for a
 DVC lock held by another run), `download_retries` / `retry_backoff` (Prefect retries of the
 download task, the only I/O-bound stage).
@@ -15,7 +16,8 @@ cache are the ones `dvc repro` uses) or, with overrides, `dvc exp run --temp`, a
 stage's task follows that stage's part of its output (flows/follow.py); a stage DVC skips or
 restores from its run cache ends in a Completed state named "Skipped"; the download task's
 retries run `dvc repro` again (docs/orchestration.md). Flow runs are named after the
-variant and the start time (`baseline 12-02 20:31Z`).
+label and the start time (`baseline 12-02 20:31Z`). MLflow tags (flows/run.py): `variant` =
+the CNN's embedding variant, `overrides` = the overrides, on the parent and stage runs alike.
 Output: the summary dict (also printed by the CLI as JSON with --json) and the table
 artifact `pipeline-summary`.
 """
@@ -127,19 +129,19 @@ def run_name() -> str:
     """The flow run's name: what it runs and when, e.g. `cnn.embedding_init=rand 12-02 20:31Z`
     (`baseline ...` without overrides), instead of Prefect's random adjective-animal."""
     params = flow_run.parameters or {}
-    label = params.get("variant") or params.get("exp_name") or variant_name(
+    label = params.get("label") or params.get("exp_name") or variant_name(
         params.get("overrides"))
     return f"{label[:80]} {datetime.now(UTC):%m-%d %H:%MZ}"
 
 
 @flow(name="pipeline", flow_run_name=run_name)
 def pipeline(overrides: dict[str, Any] | None = None, root: str = ".",
-             variant: str | None = None, exp_name: str | None = None,
+             label: str | None = None, exp_name: str | None = None,
              mlflow_tags: dict[str, str] | None = None, lock_timeout: float = 3600.0,
              download_retries: int = 2, retry_backoff: float = 10.0) -> dict[str, Any]:
     logger = get_run_logger()
-    run = PipelineRun.open(root, overrides, flow_run.id, flow_run.name, variant, exp_name,
-                           mlflow_tags, lock_timeout)
+    run = PipelineRun.open(root, overrides, flow_run.id, flow_run.name, exp_name, mlflow_tags,
+                           lock_timeout)
     logger.info("stages %s; MLflow parent run %s%s", run.stages, run.parent.run_id,
                 f"; DVC experiment {run.exp_name}" if run.exp_name else "")
     results: dict[str, Any] = {}
@@ -171,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
                         metavar="KEY=VALUE", help="override a params key (runs a DVC experiment)")
     parser.add_argument("--root", default=".", help="project checkout (default: .)")
     parser.add_argument("--name", default=None, help="DVC experiment name (with --set)")
-    parser.add_argument("--variant", default=None, help="MLflow tag `variant`")
+    parser.add_argument("--label", default=None,
+                        help="flow run name (default: the overrides, or `baseline`)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     args = parser.parse_args(argv)
     try:
@@ -182,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     warm_up_tracking(cfg)  # overlaps Prefect's flow-run registration / temporary server
     try:
         with local_server_settings():
-            summary = pipeline(overrides=overrides, root=args.root, variant=args.variant,
+            summary = pipeline(overrides=overrides, root=args.root, label=args.label,
                                exp_name=args.name)
     except Exception as exc:  # the flow run is Failed; Prefect has logged the traceback
         return report_error("pipeline", exc, 1)

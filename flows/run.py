@@ -3,7 +3,12 @@
 `PipelineRun.open(root, overrides, ...)` validates the overrides with the project's parser
 and checks the stage list BEFORE any work, opens the MLflow parent run and builds the
 environment of the stage processes (MLFLOW_PARENT_RUN_ID, PIPELINE_RUN_ID,
-PREFECT_FLOW_RUN_ID, PIPELINE_VARIANT). `start()` launches the run's one DVC process, whose
+PREFECT_FLOW_RUN_ID, PIPELINE_OVERRIDES).
+The parent run's tags mean what the stage runs' tags mean: `variant` = the CNN's embedding
+variant (`cnn.embedding_init` after the overrides: rand, static, non-static, multichannel; only
+when dvc.yaml has the `cnn` stage, whose run carries the same tag), `overrides` = the params
+overrides (`cnn.embedding_init=rand`, `baseline` without any), so `tags.variant = 'rand'` finds
+a pipeline run's parent and its cnn run alike. `start()` launches the run's one DVC process, whose
 output the per-stage tasks follow: `dvc repro dvc.yaml`, or with overrides the DVC
 experiment (`dvc exp run --temp`). `close(results)` reads the
 metrics files (workspace, or the experiment's commit), finishes the MLflow parent run with
@@ -37,14 +42,15 @@ from tasks.core.params import Config
 
 class PipelineRun:
     def __init__(self, root: Path, overrides: Mapping[str, Any], flow_run_id: str,
-                 flow_run_name: str, variant: str | None, exp_name: str | None,
+                 flow_run_name: str, exp_name: str | None,
                  mlflow_tags: Mapping[str, str] | None, lock_timeout: float) -> None:
         self.root = root.resolve()
         self.overrides = dict(overrides)
         self.cfg = validate(self.root, self.overrides)       # ParamsError before any work
         self.stages = dvc.stage_names(self.root)             # StageError before any work
         self.flow_run_id, self.flow_run_name = flow_run_id, flow_run_name
-        self.variant = variant or variant_name(self.overrides)
+        self.overrides_label = variant_name(self.overrides)
+        self.variant = self.cfg.cnn.embedding_init if "cnn" in self.stages else None
         self.lock_timeout = lock_timeout
         self.baseline = head_commit(self.root)
         self.exp_name = None
@@ -52,21 +58,22 @@ class PipelineRun:
             self.exp_name = exp_name or make_exp_name("pipeline", self.overrides,
                                                       flow_run_id or uuid.uuid4().hex)
         tags = {"prefect_flow_run_id": flow_run_id, "prefect_flow_run_name": flow_run_name,
-                "pipeline_run": flow_run_id, "variant": self.variant,
+                "pipeline_run": flow_run_id, "variant": self.variant or "",
+                "overrides": self.overrides_label,
                 "dvc_exp_name": self.exp_name or "", **(mlflow_tags or {})}
         run_name = self.exp_name or f"pipeline-{flow_run_name}"
         self.parent = ParentRun(self.cfg, run_name, tags, params=self.overrides)
         self.env = {"PIPELINE_RUN_ID": flow_run_id, "PREFECT_FLOW_RUN_ID": flow_run_id,
-                    "PIPELINE_VARIANT": self.variant, **self.parent.env()}
+                    "PIPELINE_OVERRIDES": self.overrides_label, **self.parent.env()}
         self.process: DvcProcess | None = None
 
     @classmethod
     def open(cls, root: str | Path, overrides: Mapping[str, Any] | None, flow_run_id: str | None,
-             flow_run_name: str | None, variant: str | None = None, exp_name: str | None = None,
+             flow_run_name: str | None, exp_name: str | None = None,
              mlflow_tags: Mapping[str, str] | None = None,
              lock_timeout: float = 3600.0) -> PipelineRun:
         run_id = flow_run_id or f"local-{uuid.uuid4().hex[:12]}"
-        return cls(Path(root), overrides or {}, run_id, flow_run_name or run_id, variant, exp_name,
+        return cls(Path(root), overrides or {}, run_id, flow_run_name or run_id, exp_name,
                    mlflow_tags, lock_timeout)
 
     @staticmethod
@@ -111,6 +118,7 @@ class PipelineRun:
             "flow_run_id": self.flow_run_id,
             "flow_run_name": self.flow_run_name,
             "variant": self.variant,
+            "overrides": self.overrides_label,
             "dvc_exp_name": self.exp_name,
             "mlflow_run_id": self.parent.run_id,
             "mlflow_experiment": self.cfg.tracking.experiment,

@@ -12,7 +12,8 @@ metric names of the pipeline parent runs to show, `<stage>.<metric>`; default: t
 KEY_METRICS that exist), `name` (label for the sweep). Every mapping is validated (tasks.core.params) before the first variant runs.
 
 Each variant is a `pipeline` subflow run: a DVC experiment named
-`sweep-<overrides>-<sweep id>`, an MLflow parent run tagged `sweep_id` and `variant`.
+`sweep-<overrides>-<sweep id>`, an MLflow parent run tagged `sweep_id`, `overrides` (the
+variant's mapping as `key=value,...`) and `variant` (the CNN's embedding variant).
 Variants run one after another (the stages already use both cores); a failed variant does
 not stop the others, but fails the sweep at the end. Output: the rows of the table artifact
 `sweep-comparison`, read back from MLflow with `mlflow.search_runs`.
@@ -42,7 +43,8 @@ KEY_METRICS = ["cnn.test_accuracy", "cnn.dev_accuracy", "word2vec.analogy_accura
 
 
 def comparison_rows(runs: Any, metrics: list[str] | None) -> list[dict[str, Any]]:
-    """One row per pipeline parent run: variant, the chosen metrics, DVC experiment, run id."""
+    """One row per pipeline parent run: overrides, CNN variant, the chosen metrics, DVC
+    experiment, run id."""
     if runs.empty:
         return []
     if metrics is None:  # the headline metrics that exist, else every non-timing metric
@@ -51,7 +53,8 @@ def comparison_rows(runs: Any, metrics: list[str] | None) -> list[dict[str, Any]
             if c.startswith("metrics.") and not c.endswith("seconds"))
     rows = []
     for _, run in runs.sort_values("start_time").iterrows():
-        row: dict[str, Any] = {"variant": run.get("tags.variant")}
+        row: dict[str, Any] = {"overrides": run.get("tags.overrides"),
+                               "variant": run.get("tags.variant")}
         for name in metrics:
             value = run.get(f"metrics.{name}")
             row[name] = None if value is None or value != value else round(float(value), 4)
@@ -86,7 +89,7 @@ def sweep(variants: list[dict[str, Any]] | None = None, root: str = ".",
     for overrides in variants:
         label = variant_name(overrides)
         logger.info("variant %s", label)
-        state = pipeline(overrides=overrides, root=root, variant=label,
+        state = pipeline(overrides=overrides, root=root, label=label,
                          exp_name=exp_name("sweep", overrides, short) if overrides else None,
                          mlflow_tags={"sweep_id": sweep_id, "sweep_name": name or ""},
                          return_state=True)

@@ -33,9 +33,9 @@ from typing import Any
 from tasks.classifier import comparison, comparison_report
 from tasks.core import tracking
 from tasks.core.atomic import atomic_file, write_json
-from tasks.core.errors import ParamsError, PipelineError
+from tasks.core.errors import PipelineError
 from tasks.core.params import PARAMS_FILE, Config, load_params
-from tasks.core.stage import STAGE_ERRORS, parse_overrides, report_error, setup_logging
+from tasks.core.stage import guarded, parse_overrides, setup_logging
 
 
 @dataclass(frozen=True)
@@ -150,15 +150,16 @@ def parse(argv: list[str]) -> Options:
 def main(argv: list[str] | None = None) -> int:
     options = parse(list(sys.argv[1:] if argv is None else argv))
     setup_logging()
-    try:
+
+    def body() -> None:
         cfg = load_params(options.params, parse_overrides(list(options.overrides)))
         name = output_stem(cfg, options.dataset or cfg.data.labelled)
         with tracking.stage_run(cfg, "compare", run_name=name) as parent:
             run(cfg, options, parent)
-    except (*STAGE_ERRORS, ParamsError) as exc:
-        return report_error("compare", exc)
-    print(Path(cfg.path("metrics") / f"{name}.md").read_text())
-    return 0
+        print(Path(cfg.path("metrics") / f"{name}.md").read_text())
+
+    # one `error:` line per failure; TensorFlow's start-up lines kept off stderr
+    return guarded("compare", body)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Stage `mnist`: the workshop's first models, softmax regression and the Deep MNIST CNN.
 
     python -m tasks.mnist [run] [--params params.yaml] [--set mnist.softmax.steps=500]
-    python -m tasks.mnist predict digit.png [more.png ...] [--model cnn|softmax] [--params ...]
+    python -m tasks.mnist predict digit.png [more.png ...] [--model cnn|softmax] [--params ...] [--verbose]
 
 Params: `mnist` (protocol, dev/test fractions, `softmax` and `cnn` training), `seed`.
 Inputs: the IDX files the download stage fetched into `paths.mnist_raw` (`test-split`: the
@@ -29,7 +29,7 @@ from typing import Any
 from tasks.core import tracking
 from tasks.core.atomic import write_json
 from tasks.core.params import PARAMS_FILE, Config, load_params
-from tasks.core.stage import STAGE_ERRORS, report_error, stage_main
+from tasks.core.stage import guarded, stage_main
 
 log = logging.getLogger("tasks.mnist")  # not "__main__" under python -m
 
@@ -81,17 +81,19 @@ def run(cfg: Config) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["predict"]:
-        from tasks.digits import predict
-
         # The model folder is paths.mnist of the params file; the rest is predict's.
+        # guarded: one `error:` line per failure, TensorFlow's start-up lines kept quiet.
         pre = argparse.ArgumentParser(add_help=False)
         pre.add_argument("--params", default=PARAMS_FILE)
+        pre.add_argument("--verbose", action="store_true")
         known, rest = pre.parse_known_args(argv[1:])
-        try:
-            models = load_params(known.params).path("mnist")
-        except STAGE_ERRORS as exc:
-            return report_error("mnist", exc)
-        return predict.cli(rest, models, "mnist")
+
+        def body() -> int:
+            from tasks.digits import predict
+
+            return predict.cli(rest, load_params(known.params).path("mnist"), "mnist")
+
+        return guarded("mnist", body, known.verbose)
     return stage_main("mnist", run, argv[1:] if argv[:1] == ["run"] else argv)
 
 

@@ -107,7 +107,9 @@ def test_flow_trains_records_and_export_consumes(tmp_path, prefect_api):
     assert names == ["vocab", "train", "record", "export"]
     runs = mlflow.search_runs(experiment_names=["w2v-cnn"], output_format="list")
     parent = next(r for r in runs if r.info.run_id == summary["mlflow_run_id"])
-    assert parent.data.tags["variant"] == "distributed-sync-1w-local"
+    assert parent.data.tags["cluster_shape"] == "sync-1w"
+    assert "distributed.workers=1" in parent.data.tags["overrides"]  # the flow's parameters
+    assert "variant" not in parent.data.tags  # no cnn stage in this dvc.yaml
     children = {r.data.tags["stage"]: r for r in runs
                 if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
     assert set(children) >= {"vocab", "word2vec", "export"}

@@ -75,7 +75,8 @@ def test_toy_pipeline_tasks_logs_retries_artifact_mlflow(toy_run):
     assert parent.data.tags["prefect_flow_run_id"] == flow_run_id
     assert parent.data.tags["git_commit"] == subprocess.run(
         ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
-    assert parent.data.tags["data.data/c.txt"]  # dvc.lock hash of vocab's output
+    assert json.loads(parent.data.tags["data_hashes"])["data/c.txt"]  # dvc.lock md5 (vocab)
+    assert parent.data.tags["overrides"] == "baseline"
     assert parent.data.metrics["vocab.lines"] == 3
     children = [r for r in mlflow_runs(uri)
                 if r.data.tags.get("mlflow.parentRunId") == summary["mlflow_run_id"]

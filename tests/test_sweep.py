@@ -37,7 +37,7 @@ def test_sweep_runs_each_variant_as_an_experiment_and_compares(toy_run, capsys):
 
     [artifact] = [a for a in artifacts(sweep_id) if a.key == "sweep-comparison"]
     rows = json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
-    assert [(r["variant"], r["status"]) for r in rows] == [
+    assert [(r["overrides"], r["status"]) for r in rows] == [
         ("vocab.min_count=3", "FINISHED"), ("vocab.min_count=99", "FAILED")]
     assert rows[0]["vocab.min_count"] == 3.0 and rows[0]["vocab.lines"] == 3.0
     exp_name = rows[0]["dvc_exp_name"]
@@ -49,15 +49,16 @@ def test_sweep_runs_each_variant_as_an_experiment_and_compares(toy_run, capsys):
     assert (root / "params.yaml").read_bytes() == params_before
     parents = [r for r in mlflow_runs(toy_run.mlflow_uri)
                if r.data.tags.get("sweep_id") == sweep_id]
-    assert sorted(r.data.tags["variant"] for r in parents) == [
+    assert sorted(r.data.tags["overrides"] for r in parents) == [
         "vocab.min_count=3", "vocab.min_count=99"]
 
     # the CLI on the sweep's parent runs (the failed variant logged no metric)
     assert compare.main(["--metric", "vocab.min_count", "--experiment", "w2v-cnn",
                          "--tracking-uri", toy_run.mlflow_uri,
-                         "--filter", f"tags.sweep_id = '{sweep_id}'"]) == 0
+                         "--filter", f"tags.sweep_id = '{sweep_id}'",
+                         "--group-by", "tags.overrides"]) == 0
     table = capsys.readouterr().out.splitlines()
-    assert table[0].split()[:2] == ["tags.variant", "metrics.vocab.min_count"]
+    assert table[0].split()[:2] == ["tags.overrides", "metrics.vocab.min_count"]
     assert [line.split()[:2] for line in table[2:]] == [["vocab.min_count=3", "3.0000"]]
     assert exp_name in table[2]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -24,7 +25,8 @@ def test_stage_run_logs_params_metrics_tags_and_groups(make_cfg, tmp_path, monke
     monkeypatch.setenv("PREFECT_FLOW_RUN_ID", "flow-123")
     (tmp_path / "dvc.lock").write_text(
         "schema: '2.0'\nstages:\n  vocab:\n    outs:\n    - path: data/vocab\n"
-        "      md5: abc123.dir\n")
+        "      md5: abc123.dir\n  prepare:\n    outs:\n    - path: data/prepared\n"
+        "      md5: def456.dir\n")
 
     def fake_vocab(c):
         tracking.log_metrics({"loss": 1.5, "nested": {"x": 1}}, step=0)
@@ -40,7 +42,13 @@ def test_stage_run_logs_params_metrics_tags_and_groups(make_cfg, tmp_path, monke
     assert run.data.tags["stage"] == "vocab"
     assert run.data.tags["pipeline_run"] == "group-1"
     assert run.data.tags["prefect_flow_run_id"] == "flow-123"
-    assert run.data.tags["data.data/vocab"] == "abc123.dir"
+    # the data hashes: one JSON tag (sorted by path), not a `data.<path>` row per output
+    assert json.loads(run.data.tags["data_hashes"]) == {"data/prepared": "def456.dir",
+                                                        "data/vocab": "abc123.dir"}
+    assert not [tag for tag in run.data.tags if tag.startswith("data.")]
+    [found] = mlflow.search_runs(experiment_names=["t-exp"], output_format="list",
+                                 filter_string="tags.data_hashes LIKE '%abc123.dir%'")
+    assert found.info.run_id == run.info.run_id  # the filter the docs give
     assert "git_commit" in run.data.tags
     assert run.data.params["vocab.min_count"] == str(cfg.vocab.min_count)
     assert "word2vec.dims" not in run.data.params  # only the stage's own section
@@ -116,20 +124,20 @@ def test_safe_key_keeps_plain_keys_and_separates_the_others():
 def test_run_names_tell_variants_and_overrides_apart(make_cfg, monkeypatch):
     """MLflow lists and chart legends show the run name: `cnn` four times told nobody which
     variant was which."""
-    monkeypatch.delenv("PIPELINE_VARIANT", raising=False)
+    monkeypatch.delenv("PIPELINE_OVERRIDES", raising=False)
     assert tracking.stage_run_name(make_cfg(**{"cnn.embedding_init": "rand"}), "cnn") == \
         "cnn-rand"
     assert tracking.stage_run_name(make_cfg(), "vocab") == "vocab"
-    monkeypatch.setenv("PIPELINE_VARIANT", "cnn.embedding_init=static")
+    monkeypatch.setenv("PIPELINE_OVERRIDES", "cnn.embedding_init=static")
     assert tracking.stage_run_name(make_cfg(**{"cnn.embedding_init": "static"}), "cnn") == \
         "cnn-static"
-    monkeypatch.setenv("PIPELINE_VARIANT", "vocab.min_count=3")
+    monkeypatch.setenv("PIPELINE_OVERRIDES", "vocab.min_count=3")
     assert tracking.stage_run_name(make_cfg(), "vocab") == "vocab (vocab.min_count=3)"
 
 
 def test_flow_overrides_go_to_their_own_tag_not_variant(make_cfg, monkeypatch):
     """`variant` means the CNN's embedding variant only (set by the cnn stage)."""
-    monkeypatch.setenv("PIPELINE_VARIANT", "vocab.min_count=3")
+    monkeypatch.setenv("PIPELINE_OVERRIDES", "vocab.min_count=3")
     tags = tracking.run_tags(make_cfg(), "vocab")
     assert tags["overrides"] == "vocab.min_count=3"
     assert "variant" not in tags

@@ -12,7 +12,9 @@ files) print one line `error: <stage>: ...` and exit with code 2; a params probl
 reported as `error: params: <section>.<key>: ...` (the section it is in, not the stage that
 happened to read it). Anything unforeseen prints one line `error: <stage>: unexpected
 <Type>: ...` first and exits with code 1; its traceback goes to the log at DEBUG level and is
-printed with `--verbose` (or PIPELINE_LOG_LEVEL=DEBUG). `guarded()` does this for every CLI.
+printed with `--verbose` (or PIPELINE_LOG_LEVEL=DEBUG). `guarded()` does this for every CLI,
+and keeps TensorFlow's native start-up lines (no CUDA driver, absl::InitializeLog) off stderr
+unless verbose (tasks/core/native_logs.py).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import yaml
 from tasks.core import tracking
 from tasks.core.atomic import write_json
 from tasks.core.errors import ParamsError, PipelineError
+from tasks.core.native_logs import quiet_tensorflow_startup
 from tasks.core.params import PARAMS_FILE, Config, load_params
 
 log = logging.getLogger("tasks")
@@ -62,9 +65,12 @@ def guarded(label: str, body: Callable[[], int | None], verbose: bool = False) -
 
     ParamsError -> `error: params: <key>: ...` (2); PipelineError / missing file ->
     `error: <label>: ...` (2); any other Exception -> `error: <label>: unexpected <Type>: ...`
-    (1), its traceback logged at DEBUG and printed after the line when `verbose_wanted`."""
+    (1), its traceback logged at DEBUG and printed after the line when `verbose_wanted`.
+    TensorFlow's native start-up lines stay off stderr unless `verbose_wanted`
+    (tasks/core/native_logs.py)."""
     try:
-        return body() or 0
+        with quiet_tensorflow_startup(verbose_wanted(verbose)):
+            return body() or 0
     except ParamsError as exc:
         return report_error("params", exc)
     except STAGE_ERRORS as exc:

@@ -9,9 +9,11 @@ Params section: `tracking` (experiment, uri, enabled).
   `MLFLOW_PARENT_RUN_ID` (set by the Prefect flow) nests the stage run under a parent run.
 - Names: `stage_run_name` (`cnn-rand`, `vocab (vocab.min_count=3)`).
 - Tags: `stage`, `git_commit`, `git_dirty`, `prefect_flow_run_id`, `dvc_exp_name`, `overrides`
-  (`PIPELINE_VARIANT`: the flow's params overrides; `variant` is only the CNN's
-  cnn.embedding_init, set by the cnn stage), and `data.<path>` = the md5 DVC recorded in
-  dvc.lock for each stage output.
+  (`PIPELINE_OVERRIDES`: the flow's params overrides, `key=value,...` or `baseline`),
+  `variant` (the CNN's cnn.embedding_init, set by the cnn stage; flows put the same value on
+  the parent run), and `data_hashes` = {path: md5} (JSON) of every output DVC recorded in
+  dvc.lock: one tag, so the ones people look for are not buried under a row per output on
+  MLflow's run page (tags sort by name there).
 
 Inside a stage, `log_metrics`, `log_params`, `log_artifact(s)` act on the active run and do
 nothing when tracking is disabled, so stage code never checks. Keys go through `safe_key`:
@@ -22,6 +24,7 @@ a key made from user data (a class label, a data.custom file key) that MLflow wo
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import posixpath
@@ -39,6 +42,7 @@ from tasks.core.params import Config
 log = logging.getLogger(__name__)
 
 _ACTIVE: dict[str, Any] = {"enabled": False}
+DATA_HASHES_TAG = "data_hashes"
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*")  # `/` groups keys in MLflow
 
 
@@ -105,8 +109,9 @@ def git_tags(root: Path) -> dict[str, str]:
     return {"git_commit": commit or "unknown", "git_dirty": str(bool(dirty)).lower()}
 
 
-def data_hash_tags(root: Path) -> dict[str, str]:
-    """`data.<path>` -> md5 of every output DVC has locked (the data this run builds on)."""
+def data_hashes(root: Path) -> dict[str, str]:
+    """`<path>` -> md5 of every output DVC has locked in `<root>/dvc.lock` (the data this run
+    builds on), sorted by path; {} without a readable dvc.lock."""
     lock = root / "dvc.lock"
     if not lock.exists():
         return {}
@@ -114,18 +119,25 @@ def data_hash_tags(root: Path) -> dict[str, str]:
         stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
     except yaml.YAMLError:
         return {}
-    tags = {}
+    hashes = {}
     for stage in stages.values():
         for out in stage.get("outs", []):
             if "md5" in out:
-                tags[f"data.{out['path']}"] = out["md5"]
-    return tags
+                hashes[out["path"]] = out["md5"]
+    return dict(sorted(hashes.items()))
+
+
+def data_hashes_tag(hashes: Mapping[str, str]) -> dict[str, str]:
+    """The one `data_hashes` tag: {path: md5} as JSON (one row on MLflow's run page, where
+    tags sort by name, instead of a `data.<path>` row per output before `git_commit`,
+    `stage` and `variant`). Filter on it with `tags.data_hashes LIKE '%<md5>%'`."""
+    return {DATA_HASHES_TAG: json.dumps(dict(hashes), sort_keys=True)} if hashes else {}
 
 
 def run_tags(cfg: Config, stage: str) -> dict[str, str]:
-    tags = {"stage": stage, **git_tags(cfg.root), **data_hash_tags(cfg.root)}
+    tags = {"stage": stage, **git_tags(cfg.root), **data_hashes_tag(data_hashes(cfg.root))}
     env_tags = {"pipeline_run": "PIPELINE_RUN_ID", "prefect_flow_run_id": "PREFECT_FLOW_RUN_ID",
-                "dvc_exp_name": "DVC_EXP_NAME", "overrides": "PIPELINE_VARIANT"}
+                "dvc_exp_name": "DVC_EXP_NAME", "overrides": "PIPELINE_OVERRIDES"}
     for tag, var in env_tags.items():
         if os.environ.get(var):
             tags[tag] = os.environ[var]
@@ -137,7 +149,7 @@ def stage_run_name(cfg: Config, stage: str) -> str:
     for the CNN, its embedding variant), plus the run's overrides when a flow or experiment
     set them: `vocab (vocab.min_count=3)`."""
     name = f"cnn-{cfg.cnn.embedding_init}" if stage == "cnn" else stage
-    overrides = os.environ.get("PIPELINE_VARIANT", "")
+    overrides = os.environ.get("PIPELINE_OVERRIDES", "")
     if overrides and overrides != f"cnn.embedding_init={cfg.cnn.embedding_init}":
         name += f" ({overrides})"
     return name

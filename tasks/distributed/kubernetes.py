@@ -43,7 +43,7 @@ from tasks.distributed.cluster import PORT, ClusterShape, kubernetes_cluster
 
 INSTANCE = "app.kubernetes.io/instance"
 COMPONENT = "app.kubernetes.io/component"
-PASS_ENV = ("MLFLOW_TRACKING_URI", "PIPELINE_RUN_ID", "MLFLOW_PARENT_RUN_ID", "PIPELINE_VARIANT",
+PASS_ENV = ("MLFLOW_TRACKING_URI", "PIPELINE_RUN_ID", "MLFLOW_PARENT_RUN_ID", "PIPELINE_OVERRIDES",
             "PREFECT_FLOW_RUN_ID")
 LineSink = Callable[[str], None]
 
