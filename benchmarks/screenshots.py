@@ -58,12 +58,14 @@ def projector(logdir: str, out: str, word: str = "movie") -> None:
         with sync_playwright() as p:
             browser, page = browser_page(p)
             page.goto(f"{base}/#projector", timeout=300_000)
-            page.get_by_text("Points:").first.wait_for(timeout=300_000)
-            time.sleep(5)
-            search = page.locator("vz-projector-inspector-panel input").first
-            search.fill(word)
+            # The projector's Polymer widgets are invisible to Playwright's selectors here (no
+            # inputs found in any frame), so: wait for the checkpoint (29,901 x 100 floats) and
+            # PCA, then click the inspector's search box by position (1600 x 1000 viewport).
+            time.sleep(60)
+            page.mouse.click(1400, 173)
+            page.keyboard.type(word)
             page.keyboard.press("Enter")
-            time.sleep(8)
+            time.sleep(10)
             page.screenshot(path=out)
             browser.close()
     finally:
