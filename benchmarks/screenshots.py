@@ -79,7 +79,9 @@ def mlflow_compare(db: str, out: str, experiment: str = "w2v-cnn") -> None:
     uri = f"sqlite:///{Path(db).resolve()}"
     client = mlflow.MlflowClient(uri)
     exp = client.get_experiment_by_name(experiment)
-    runs = [r for r in client.search_runs([exp.experiment_id], "tags.stage = 'cnn'")
+    # the four embedding variants with Adam (make compare's Adadelta arm is a fifth)
+    runs = [r for r in client.search_runs([exp.experiment_id], "tags.stage = 'cnn' and "
+                                          "params.`cnn.optimizer` = 'adam'")
             if r.info.run_name.startswith("cnn-")]
     latest: dict[str, str] = {}
     for r in sorted(runs, key=lambda r: r.info.start_time):

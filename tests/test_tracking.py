@@ -128,6 +128,9 @@ def test_run_names_tell_variants_and_overrides_apart(make_cfg, monkeypatch):
     assert tracking.stage_run_name(make_cfg(**{"cnn.embedding_init": "rand"}), "cnn") == \
         "cnn-rand"
     assert tracking.stage_run_name(make_cfg(), "vocab") == "vocab"
+    adadelta = make_cfg(**{"cnn.embedding_init": "non-static", "cnn.optimizer": "adadelta",
+                           "cnn.learning_rate": 1.0})
+    assert tracking.stage_run_name(adadelta, "cnn") == "cnn-non-static-adadelta"
     monkeypatch.setenv("PIPELINE_OVERRIDES", "cnn.embedding_init=static")
     assert tracking.stage_run_name(make_cfg(**{"cnn.embedding_init": "static"}), "cnn") == \
         "cnn-static"

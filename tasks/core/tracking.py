@@ -149,6 +149,8 @@ def stage_run_name(cfg: Config, stage: str) -> str:
     for the CNN, its embedding variant), plus the run's overrides when a flow or experiment
     set them: `vocab (vocab.min_count=3)`."""
     name = f"cnn-{cfg.cnn.embedding_init}" if stage == "cnn" else stage
+    if stage == "cnn" and cfg.cnn.optimizer != "adam":   # Adam is the default; Kim's Adadelta
+        name += f"-{cfg.cnn.optimizer}"                  # arm of make compare must stand apart
     overrides = os.environ.get("PIPELINE_OVERRIDES", "")
     if overrides and overrides != f"cnn.embedding_init={cfg.cnn.embedding_init}":
         name += f" ({overrides})"
