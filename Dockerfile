@@ -10,9 +10,11 @@ RUN apt-get update && apt-get install -y --no-install-recommends git \
     && rm -rf /var/lib/apt/lists/* && pip install --no-cache-dir uv
 
 WORKDIR /app
-# Dependencies first (cached layer while only the code changes).
+# Dependencies first (cached layer while only the code changes), compiled to bytecode now:
+# with PYTHONDONTWRITEBYTECODE every pod would otherwise compile TensorFlow, Prefect and MLflow
+# again on each start.
 COPY pyproject.toml uv.lock ./
-RUN uv sync --frozen --extra k8s --no-install-project --no-cache
+RUN uv sync --frozen --extra k8s --no-install-project --no-cache --compile-bytecode
 COPY tasks/ tasks/
 COPY flows/ flows/
 COPY scripts/ scripts/

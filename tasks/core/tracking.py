@@ -39,6 +39,10 @@ import yaml
 from tasks.core.hashing import text_md5
 from tasks.core.params import Config
 
+# libyaml's loader when PyYAML has it: dvc.lock lists every code dependency of every stage
+# (~2,000 nodes), 0.2 s with the pure-Python loader on every stage start and pipeline run.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 log = logging.getLogger(__name__)
 
 _ACTIVE: dict[str, Any] = {"enabled": False}
@@ -116,7 +120,7 @@ def data_hashes(root: Path) -> dict[str, str]:
     if not lock.exists():
         return {}
     try:
-        stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
+        stages = (yaml.load(lock.read_text(), Loader=_YAML_LOADER) or {}).get("stages", {})  # noqa: S506
     except yaml.YAMLError:
         return {}
     hashes = {}
