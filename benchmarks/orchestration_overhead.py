@@ -41,7 +41,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-COPIED = ["tasks", "flows", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", "data/custom"]
+COPIED = ["tasks", "flows", "scripts", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", "data/custom"]
 RELATIVE_FILES = ["word2vec.analogy_file", "word2vec.wordsim_file"]  # resolved vs the source
 
 

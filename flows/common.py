@@ -103,9 +103,9 @@ class ParentRun:
     """The MLflow parent run of one pipeline run (a no-op when tracking is disabled)."""
 
     def __init__(self, cfg: Config, run_name: str, tags: Mapping[str, str],
-                 params: Mapping[str, Any] | None = None) -> None:
+                 params: Mapping[str, Any] | None = None, enabled: bool = True) -> None:
         self.cfg, self.run_id, self.experiment_id = cfg, None, None
-        if not cfg.tracking.enabled:
+        if not (enabled and cfg.tracking.enabled):
             return
         import mlflow
 
@@ -117,6 +117,11 @@ class ParentRun:
         self.run_id = run.info.run_id
         for key, value in (params or {}).items():
             self.client.log_param(self.run_id, key, str(value)[:6000])
+
+    @classmethod
+    def disabled(cls, cfg: Config) -> ParentRun:
+        """A placeholder (no MLflow run) until the real one is opened."""
+        return cls(cfg, "", {}, enabled=False)
 
     def env(self) -> dict[str, str]:
         return {"MLFLOW_PARENT_RUN_ID": self.run_id} if self.run_id else {}

@@ -12,7 +12,8 @@ DVC lock held by another run), `download_retries` / `retry_backoff` (Prefect ret
 download task, the only I/O-bound stage).
 
 The flow starts ONE DVC process, `dvc repro dvc.yaml` in the workspace (so dvc.lock and the
-cache are the ones `dvc repro` uses) or, with overrides, `dvc exp run --temp`, and each
+cache are the ones `dvc repro` uses) or, with overrides, `dvc exp run --temp`, opens the
+MLflow parent run while DVC starts (flows/run.py), and each
 stage's task follows that stage's part of its output (flows/follow.py); a stage DVC skips or
 restores from its run cache ends in a Completed state named "Skipped"; the download task's
 retries run `dvc repro` again (docs/orchestration.md). Flow runs are named after the
@@ -142,12 +143,12 @@ def pipeline(overrides: dict[str, Any] | None = None, root: str = ".",
     logger = get_run_logger()
     run = PipelineRun.open(root, overrides, flow_run.id, flow_run.name, exp_name, mlflow_tags,
                            lock_timeout)
-    logger.info("stages %s; MLflow parent run %s%s", run.stages, run.parent.run_id,
-                f"; DVC experiment {run.exp_name}" if run.exp_name else "")
     results: dict[str, Any] = {}
     ok = False
     try:
-        process = run.start(line_logger(logger))
+        process = run.start(line_logger(logger))  # DVC first, then the MLflow parent run
+        logger.info("stages %s; MLflow parent run %s%s", run.stages, run.parent.run_id,
+                    f"; DVC experiment {run.exp_name}" if run.exp_name else "")
         for stage in run.stages:
             task_fn = stage_task(stage, bool(run.exp_name), download_retries, retry_backoff)
             state = task_fn(stage, process, return_state=True)

@@ -1,22 +1,24 @@
 """Everything one `pipeline` flow run needs besides Prefect itself.
 
 `PipelineRun.open(root, overrides, ...)` validates the overrides with the project's parser
-and checks the stage list BEFORE any work, opens the MLflow parent run and builds the
-environment of the stage processes (MLFLOW_PARENT_RUN_ID, PIPELINE_RUN_ID,
-PREFECT_FLOW_RUN_ID, PIPELINE_OVERRIDES).
+and checks the stage list BEFORE any work and builds the environment of the stage processes
+(PIPELINE_RUN_ID, PREFECT_FLOW_RUN_ID, PIPELINE_OVERRIDES, PIPELINE_PARENT_RUN_FILE).
 The parent run's tags mean what the stage runs' tags mean: `variant` = the CNN's embedding
 variant (`cnn.embedding_init` after the overrides: rand, static, non-static, multichannel; only
 when dvc.yaml has the `cnn` stage, whose run carries the same tag), `overrides` = the params
 overrides (`cnn.embedding_init=rand`, `baseline` without any), so `tags.variant = 'rand'` finds
 a pipeline run's parent and its cnn run alike. `start()` launches the run's one DVC process, whose
 output the per-stage tasks follow: `dvc repro dvc.yaml`, or with overrides the DVC
-experiment (`dvc exp run --temp`). `close(results)` reads the
+experiment (`dvc exp run --temp`), then opens the MLflow parent run while DVC starts up and
+writes its id into the handover file the stages read (tasks.core.tracking.parent_run_id). `close(results)` reads the
 metrics files (workspace, or the experiment's commit), finishes the MLflow parent run with
 tags and metrics, and returns the flow's summary (also the source of the Prefect artifact).
 """
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -61,10 +63,14 @@ class PipelineRun:
                 "pipeline_run": flow_run_id, "variant": self.variant or "",
                 "overrides": self.overrides_label,
                 "dvc_exp_name": self.exp_name or "", **(mlflow_tags or {})}
-        run_name = self.exp_name or f"pipeline-{flow_run_name}"
-        self.parent = ParentRun(self.cfg, run_name, tags, params=self.overrides)
+        self.parent_name, self.parent_tags = self.exp_name or f"pipeline-{flow_run_name}", tags
+        self.parent = ParentRun.disabled(self.cfg)
+        # The stage processes learn the parent run's id from this file (tracking.parent_run_id)
+        # because DVC starts before the run exists (start()).
+        self.handover = Path(tempfile.mkdtemp(prefix="pipeline-run-")) / "parent-run-id"
         self.env = {"PIPELINE_RUN_ID": flow_run_id, "PREFECT_FLOW_RUN_ID": flow_run_id,
-                    "PIPELINE_OVERRIDES": self.overrides_label, **self.parent.env()}
+                    "PIPELINE_OVERRIDES": self.overrides_label,
+                    tracking.PARENT_FILE_ENV: str(self.handover)}
         self.process: DvcProcess | None = None
 
     @classmethod
@@ -84,7 +90,9 @@ class PipelineRun:
 
     def start(self, on_other: dvc.LineSink) -> DvcProcess:
         """Start the one DVC process of this run, to be followed stage by stage:
-        `dvc repro dvc.yaml` in the workspace, or with overrides `dvc exp run --temp`."""
+        `dvc repro dvc.yaml` in the workspace, or with overrides `dvc exp run --temp`; then
+        open the MLflow parent run while DVC starts up (both take ~1-2 s of CPU: on two cores
+        they overlap) and hand its id to the stages through `self.handover`."""
         env = dvc.stage_env(self.env)
         if self.exp_name:
             self.process = Experiment(self.root, self.exp_name, self.overrides, env, self.stages,
@@ -93,12 +101,24 @@ class PipelineRun:
             self.process = DvcProcess(self.root, ["repro", "dvc.yaml"], env, self.stages,
                                   "dvc repro", on_other, lock_timeout=self.lock_timeout,
                                   resume_on_lock=True)
-        return self.process.start()
+        self.process.start()
+        self.open_parent()
+        return self.process
+
+    def open_parent(self) -> ParentRun:
+        """Open the MLflow parent run and write its id into the handover file."""
+        try:
+            self.parent = ParentRun(self.cfg, self.parent_name, self.parent_tags,
+                                    params=self.overrides)
+        finally:  # a stage waiting for the id must not wait in vain: "" = no parent
+            tracking.publish_parent_run_id(self.handover, self.parent.run_id)
+        return self.parent
 
     def close(self, results: Mapping[str, Mapping[str, Any]] | None, ok: bool) -> dict[str, Any]:
         """Finish the MLflow parent run; return the summary of this pipeline run."""
         if self.process is not None:
             self.process.close()
+        shutil.rmtree(self.handover.parent, ignore_errors=True)
         results = dict(results or {})
         rev, metrics, tags = None, {}, {}
         try:

@@ -47,7 +47,8 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     # keeps a process-wide URI that wins over the environment: reset it to this test's store.
     mlflow.set_tracking_uri(uri)
     monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect-home"))
-    for var in ("DATA_MIRROR", "MLFLOW_PARENT_RUN_ID", "PIPELINE_RUN_ID", "PREFECT_FLOW_RUN_ID"):
+    for var in ("DATA_MIRROR", "MLFLOW_PARENT_RUN_ID", "PIPELINE_PARENT_RUN_FILE", "PIPELINE_RUN_ID",
+                "PREFECT_FLOW_RUN_ID"):
         monkeypatch.delenv(var, raising=False)
     return tmp_path
 

@@ -42,6 +42,7 @@ def project(tmp_path: Path, repo_params: dict) -> Path:
 def test_variant_filter_finds_the_parent_and_its_cnn_run(project: Path, monkeypatch):
     run = PipelineRun.open(project, OVERRIDES, "flow-1", "toy")
     assert run.env["PIPELINE_OVERRIDES"] == "cnn.embedding_init=rand"
+    run.open_parent()  # what start() does once DVC is launched; the stage reads the handover
     for name, value in run.env.items():
         monkeypatch.setenv(name, value)
     assert cnn_main(["--params", str(project / "params.yaml"),
@@ -73,6 +74,7 @@ def test_parent_of_a_pipeline_without_a_cnn_stage_has_no_variant(project: Path):
     (project / "dvc.yaml").write_text(yaml.safe_dump(
         {"stages": {"vocab": {"cmd": "python -m tasks.vocab"}}}))
     run = PipelineRun.open(project, {"vocab.min_count": 3}, "flow-2", "toy")
+    run.open_parent()
     summary = run.close({}, ok=False)
     [parent] = mlflow.search_runs(experiment_names=[run.cfg.tracking.experiment],
                                   output_format="list",

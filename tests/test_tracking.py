@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import threading
 from pathlib import Path
 
 import mlflow
@@ -144,3 +145,30 @@ def test_flow_overrides_go_to_their_own_tag_not_variant(make_cfg, monkeypatch):
     tags = tracking.run_tags(make_cfg(), "vocab")
     assert tags["overrides"] == "vocab.min_count=3"
     assert "variant" not in tags
+
+
+def test_parent_run_id_arrives_through_the_handover_file(make_cfg, monkeypatch, tmp_path):
+    """The flow starts DVC before its parent run exists: a stage waits for the file."""
+    cfg = make_cfg()
+    tracking.configure(cfg)
+    with mlflow.start_run(run_name="pipeline") as parent:
+        parent_id = parent.info.run_id
+    handover = tmp_path / "handover" / "parent-run-id"
+    handover.parent.mkdir()
+    monkeypatch.setenv(tracking.PARENT_FILE_ENV, str(handover))
+    writer = threading.Timer(0.3, tracking.publish_parent_run_id, (handover, parent_id))
+    writer.start()
+    run_stage("vocab", lambda c: {"n": 1}, cfg)
+    writer.join()
+    child = [r for r in _runs(cfg) if r.info.run_name == "vocab"][0]
+    assert child.data.tags["mlflow.parentRunId"] == parent_id
+
+
+def test_empty_or_missing_handover_means_no_parent(monkeypatch, tmp_path):
+    handover = tmp_path / "parent-run-id"
+    monkeypatch.setenv(tracking.PARENT_FILE_ENV, str(handover))
+    assert tracking.parent_run_id(timeout=0.1) is None            # the flow never wrote it
+    tracking.publish_parent_run_id(handover, None)
+    assert handover.read_text() == "" and tracking.parent_run_id() is None
+    monkeypatch.setenv("MLFLOW_PARENT_RUN_ID", "abc")             # an explicit id wins
+    assert tracking.parent_run_id() == "abc"

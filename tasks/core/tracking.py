@@ -6,7 +6,8 @@ Params section: `tracking` (experiment, uri, enabled).
   with artifacts in `<repo>/mlartifacts`. `<repo>` is the project root even when DVC runs the
   stage in a temporary experiment copy (`.dvc/tmp/exps/...`), so all runs land in one store.
 - Grouping: `PIPELINE_RUN_ID` becomes the `pipeline_run` tag of every stage run;
-  `MLFLOW_PARENT_RUN_ID` (set by the Prefect flow) nests the stage run under a parent run.
+  `MLFLOW_PARENT_RUN_ID`, or the id in the file `PIPELINE_PARENT_RUN_FILE` names (the Prefect
+  flow's handover, `parent_run_id`), nests the stage run under a parent run.
 - Names: `stage_run_name` (`cnn-rand`, `vocab (vocab.min_count=3)`).
 - Tags: `stage`, `git_commit`, `git_dirty`, `prefect_flow_run_id`, `dvc_exp_name`, `overrides`
   (`PIPELINE_OVERRIDES`: the flow's params overrides, `key=value,...` or `baseline`),
@@ -30,6 +31,7 @@ import os
 import posixpath
 import re
 import subprocess
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,8 @@ log = logging.getLogger(__name__)
 
 _ACTIVE: dict[str, Any] = {"enabled": False}
 DATA_HASHES_TAG = "data_hashes"
+PARENT_FILE_ENV = "PIPELINE_PARENT_RUN_FILE"   # see parent_run_id
+PARENT_WAIT_SECONDS = 120.0
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*")  # `/` groups keys in MLflow
 
 
@@ -161,6 +165,34 @@ def stage_run_name(cfg: Config, stage: str) -> str:
     return name
 
 
+def parent_run_id(timeout: float = PARENT_WAIT_SECONDS) -> str | None:
+    """The run to nest this stage's run under: `MLFLOW_PARENT_RUN_ID`, else the id written
+    into the file `PIPELINE_PARENT_RUN_FILE` names, else None.
+
+    The file is how the pipeline flow hands the id over when it starts DVC before the parent
+    run exists (the two start-ups overlap, flows/run.py): wait for it up to `timeout` s. An
+    empty file means "no parent" (tracking disabled, or the flow could not open one)."""
+    parent = os.environ.get("MLFLOW_PARENT_RUN_ID")
+    if parent or not os.environ.get(PARENT_FILE_ENV):
+        return parent or None
+    path = Path(os.environ[PARENT_FILE_ENV])
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            log.warning("no MLflow parent run id in %s after %.0f s: run not nested",
+                        path, timeout)
+            return None
+        time.sleep(0.05)
+    return path.read_text(encoding="utf-8").strip() or None
+
+
+def publish_parent_run_id(path: Path, run_id: str | None) -> None:
+    """Write the file `parent_run_id` waits for (atomically: never read half-written)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(run_id or "", encoding="utf-8")
+    tmp.replace(path)
+
+
 @contextlib.contextmanager
 def stage_run(cfg: Config, stage: str, run_name: str | None = None) -> Iterator[str | None]:
     """Open an MLflow run for `stage`, log its params section and tags; yield the run id.
@@ -173,7 +205,7 @@ def stage_run(cfg: Config, stage: str, run_name: str | None = None) -> Iterator[
     import mlflow
 
     experiment_id = configure(cfg)
-    parent = os.environ.get("MLFLOW_PARENT_RUN_ID")
+    parent = parent_run_id()
     tags = run_tags(cfg, stage)
     if parent:
         tags["mlflow.parentRunId"] = parent

@@ -39,6 +39,7 @@ import yaml
 
 from tasks.core.errors import PipelineError
 from tasks.core.params import Config
+from tasks.core.tracking import parent_run_id
 from tasks.distributed.cluster import PORT, ClusterShape, kubernetes_cluster
 
 INSTANCE = "app.kubernetes.io/instance"
@@ -217,6 +218,9 @@ def run_job(cfg: Config, job: str, args: Sequence[str], env: Mapping[str, str] |
             poll: float = 5.0) -> tuple[bool, str]:
     """Submit the job, wait for it, print the pods' logs, clean up; return (ok, reason)."""
     passed = {k: os.environ[k] for k in PASS_ENV if os.environ.get(k)}
+    parent = parent_run_id()  # a pod cannot read the flow's handover file: pass the id itself
+    if parent:
+        passed["MLFLOW_PARENT_RUN_ID"] = parent
     manifests = render(cfg, job, args, {**passed, **(env or {})})
     core, batch, net = _clients()
     shape = ClusterShape.from_config(cfg.distributed)
