@@ -53,7 +53,7 @@ RETRIED_STAGES = {"download"}  # network I/O: worth a retry; a training failure 
 TEMPORARY_SERVER_NOTE = """\
 {prog}: PREFECT_API_URL is not set: starting Prefect's temporary server for this run.
   It imports the whole Prefect server and opens its database before the run starts: about
-  10 s on 2 idle cores, up to a minute on a busy machine (waits up to {timeout} s), and it
+  12 s on 2 idle cores, up to a minute on a busy machine (waits up to {timeout} s), and it
   is gone with its UI when the run ends. To skip the wait, run a server once:
     PREFECT_SERVER_ANALYTICS_ENABLED=false .venv/bin/prefect server start --host 127.0.0.1
     export PREFECT_API_URL=http://127.0.0.1:4200/api
