@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
+from tasks.core.tracking import read_yaml
 
 LineSink = Callable[[str], None]
 
@@ -76,15 +76,6 @@ def stage_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     env.setdefault("DVC_NO_ANALYTICS", "1")
     env.update(extra or {})
     return env
-
-
-# libyaml's loader when PyYAML has it: the same safe types, ~10x faster on dvc.lock-sized files.
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-def read_yaml(path: Path) -> Any:
-    """The YAML file at `path` (safe types only), or None if it does not exist."""
-    return yaml.load(path.read_text(), Loader=_LOADER) if path.exists() else None  # noqa: S506
 
 
 def _interpolate(text: str, params: Mapping[str, Any]) -> str:
