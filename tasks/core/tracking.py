@@ -38,6 +38,7 @@ from typing import Any
 
 import yaml
 
+from tasks.core.atomic import atomic_file
 from tasks.core.hashing import text_md5
 from tasks.core.params import Config
 
@@ -194,9 +195,8 @@ def parent_run_id(timeout: float = PARENT_WAIT_SECONDS) -> str | None:
 
 def publish_parent_run_id(path: Path, run_id: str | None) -> None:
     """Write the file `parent_run_id` waits for (atomically: never read half-written)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(run_id or "", encoding="utf-8")
-    tmp.replace(path)
+    with atomic_file(path) as handle:
+        handle.write(run_id or "")
 
 
 @contextlib.contextmanager
