@@ -1,11 +1,8 @@
-"""What the flows record about a pipeline run: the MLflow parent run, metrics, summary rows.
+"""What the flows record about a pipeline run: metrics, data hashes, summary rows.
 
-- `warm_up_tracking(cfg)`: MLflow's import and store set-up in a background thread (CLIs).
-- `ParentRun`: one MLflow run per pipeline run, created through `tasks.core.tracking.configure`
-  (same store and experiment as the stage runs). Its id goes to the stage processes as
-  `MLFLOW_PARENT_RUN_ID`, so tasks/core/tracking.py nests each stage run under it. Tags: git
-  commit, Prefect flow-run id, DVC experiment name, variant, overrides, `data_hashes`
-  ({path: md5} of dvc.lock as JSON); params: the overrides; metrics: `<stage>.<name>` from the stages' metrics files.
+- The MLflow parent run itself is in flows/parent_run.py; its id reaches the stage processes
+  (`MLFLOW_PARENT_RUN_ID` or the handover file), so tasks/core/tracking.py nests each stage
+  run under it.
 - `read_metrics(cfg, stages, rev)`: `<paths.metrics>/<stage>.json`, from the workspace or
   from a git revision (a DVC experiment's commit).
 - `summary_rows(...)`: the Prefect table artifact, one row per stage metric, numbers
@@ -14,20 +11,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import subprocess
 import tempfile
-import threading
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from tasks.core import tracking
 from tasks.core.params import Config
-
-BATCH_LIMIT = 100  # tags per log_batch call: MLflow's limit (1,000 metrics, 100 tags)
 
 
 def git(root: Path | str, *args: str) -> str | None:
@@ -79,78 +71,6 @@ def lock_data_tags(root: Path, rev: str | None = None) -> dict[str, str]:
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "dvc.lock").write_text(text)
         return tracking.data_hashes_tag(tracking.data_hashes(Path(tmp)))
-
-
-def warm_up_tracking(cfg: Config) -> threading.Thread | None:
-    """Import MLflow and open its store in a background thread; return it (None if tracking
-    is disabled). `import mlflow` and the store's schema check are the largest fixed cost of a
-    pipeline run after Prefect itself (~2 s of CPU): the CLI starts this before the flow, so
-    it runs while Prefect registers the flow run (HTTP round trips) or waits for its
-    temporary server. ParentRun then finds both done (MLflow caches the store per URI)."""
-    if not cfg.tracking.enabled:
-        return None
-
-    def warm() -> None:
-        with contextlib.suppress(Exception):  # ParentRun reports any real problem itself
-            tracking.configure(cfg)
-
-    thread = threading.Thread(target=warm, name="mlflow-warm-up", daemon=True)
-    thread.start()
-    return thread
-
-
-class ParentRun:
-    """The MLflow parent run of one pipeline run (a no-op when tracking is disabled)."""
-
-    def __init__(self, cfg: Config, run_name: str, tags: Mapping[str, str],
-                 params: Mapping[str, Any] | None = None, enabled: bool = True) -> None:
-        self.cfg, self.run_id, self.experiment_id = cfg, None, None
-        if not (enabled and cfg.tracking.enabled):
-            return
-        import mlflow
-
-        self.experiment_id = tracking.configure(cfg)
-        self.client = mlflow.MlflowClient()
-        all_tags = {"run_kind": "pipeline", **tracking.git_tags(cfg.root), **tags}
-        run = self.client.create_run(self.experiment_id, run_name=run_name,
-                                     tags={k: str(v) for k, v in all_tags.items() if v})
-        self.run_id = run.info.run_id
-        for key, value in (params or {}).items():
-            self.client.log_param(self.run_id, key, str(value)[:6000])
-
-    @classmethod
-    def disabled(cls, cfg: Config) -> ParentRun:
-        """A placeholder (no MLflow run) until the real one is opened."""
-        return cls(cfg, "", {}, enabled=False)
-
-    def env(self) -> dict[str, str]:
-        return {"MLFLOW_PARENT_RUN_ID": self.run_id} if self.run_id else {}
-
-    def children(self) -> dict[str, str]:
-        """{stage: run id} of the stage runs nested under this run (latest per stage)."""
-        if not self.run_id:
-            return {}
-        runs = self.client.search_runs([self.experiment_id],
-                                       filter_string=f"tags.mlflow.parentRunId = '{self.run_id}'",
-                                       order_by=["attributes.start_time ASC"])
-        return {r.data.tags.get("stage", r.info.run_name): r.info.run_id for r in runs}
-
-    def finish(self, ok: bool, tags: Mapping[str, str] | None = None,
-               metrics: Mapping[str, Mapping[str, Any]] | None = None) -> None:
-        if not self.run_id:
-            return
-        from mlflow.entities import Metric, RunTag
-
-        # One batch (one store transaction) instead of a call per value: ~90 metrics.
-        now = int(time.time() * 1000)
-        batch = [Metric(f"{stage}.{key}", value, now, 0)
-                 for stage, values in (metrics or {}).items()
-                 for key, value in scalar_metrics(values).items()]
-        tag_list = [RunTag(key, str(value)) for key, value in (tags or {}).items()]
-        for i in range(0, max(len(batch), len(tag_list)), BATCH_LIMIT):
-            self.client.log_batch(self.run_id, metrics=batch[i:i + BATCH_LIMIT],
-                                  tags=tag_list[i:i + BATCH_LIMIT])
-        self.client.set_terminated(self.run_id, "FINISHED" if ok else "FAILED")
 
 
 def readable(value: float) -> str:

@@ -33,8 +33,9 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from flows import stages as dvc
-from flows.common import ParentRun, read_metrics
+from flows.common import read_metrics
 from flows.overrides import validate, variant_name
+from flows.parent_run import ParentRun
 from flows.pipeline import line_logger, stage_state
 from tasks.core.errors import ParamsError
 from tasks.core.params import Config

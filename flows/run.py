@@ -26,7 +26,6 @@ from typing import Any
 
 from flows import stages as dvc
 from flows.common import (
-    ParentRun,
     exp_ref,
     git,
     head_commit,
@@ -38,6 +37,7 @@ from flows.experiment import Experiment
 from flows.follow import DvcProcess
 from flows.overrides import exp_name as make_exp_name
 from flows.overrides import validate, variant_name
+from flows.parent_run import ParentRun, ParentRunProcess, open_parent_run
 from tasks.core import tracking
 from tasks.core.params import Config
 
@@ -64,7 +64,7 @@ class PipelineRun:
                 "overrides": self.overrides_label,
                 "dvc_exp_name": self.exp_name or "", **(mlflow_tags or {})}
         self.parent_name, self.parent_tags = self.exp_name or f"pipeline-{flow_run_name}", tags
-        self.parent = ParentRun.disabled(self.cfg)
+        self.parent: ParentRun | ParentRunProcess = ParentRun.disabled(self.cfg)
         # The stage processes learn the parent run's id from this file (tracking.parent_run_id)
         # because DVC starts before the run exists (start()).
         self.handover = Path(tempfile.mkdtemp(prefix="pipeline-run-")) / "parent-run-id"
@@ -105,11 +105,12 @@ class PipelineRun:
         self.open_parent()
         return self.process
 
-    def open_parent(self) -> ParentRun:
-        """Open the MLflow parent run and write its id into the handover file."""
+    def open_parent(self) -> ParentRun | ParentRunProcess:
+        """Open the MLflow parent run (flows/parent_run.py: in a helper process unless MLflow
+        is loaded here already) and write its id into the handover file."""
         try:
-            self.parent = ParentRun(self.cfg, self.parent_name, self.parent_tags,
-                                    params=self.overrides)
+            self.parent = open_parent_run(self.cfg, self.parent_name, self.parent_tags,
+                                          params=self.overrides, overrides=self.overrides)
         finally:  # a stage waiting for the id must not wait in vain: "" = no parent
             tracking.publish_parent_run_id(self.handover, self.parent.run_id)
         return self.parent
