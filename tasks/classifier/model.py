@@ -124,16 +124,10 @@ def build_kim_cnn(config: KimCNNConfig, matrix: np.ndarray) -> keras.Model:
     return model
 
 
-def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
-    """adam (the workshop's choice) or adadelta with Kim's rho 0.95, eps 1e-6 (use lr 1.0)."""
-    import keras
-
-    if name == "adadelta":
-        return keras.optimizers.Adadelta(learning_rate, rho=0.95, epsilon=1e-6)
-    return keras.optimizers.Adam(learning_rate)
-
-
 def compile_kim_cnn(model: keras.Model, optimizer: str, learning_rate: float) -> keras.Model:
+    """Compile with `optimizer` (tasks/classifier/optimizers.py: adam, or Kim's adadelta)."""
+    from tasks.classifier.optimizers import make_optimizer
+
     model.compile(optimizer=make_optimizer(optimizer, learning_rate),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
