@@ -111,7 +111,7 @@ class ParentRunProcess:
         self._children: dict[str, str] = {}
         self.process: subprocess.Popen | None = None
         if not cfg.tracking.enabled:
-            self.close()
+            self.discard_prestarted()
             return
         self.process = self.take()
         try:
@@ -142,7 +142,7 @@ class ParentRunProcess:
         return process if process is not None and process.poll() is None else cls.spawn()
 
     @classmethod
-    def close(cls) -> None:
+    def discard_prestarted(cls) -> None:
         """Stop a prestarted helper nobody used (tracking disabled): it exits on EOF."""
         process, cls._prestarted = cls._prestarted, None
         if process is not None:
@@ -176,9 +176,10 @@ class ParentRunProcess:
         if self.process is None or not self.run_id:
             return
         try:
+            # metrics as read from the stages' JSON files; the helper's ParentRun.finish
+            # keeps the numeric ones
             reply = self._ask({"op": "finish", "ok": ok, "tags": dict(tags or {}),
-                               "metrics": {s: scalar_metrics(v) for s, v in
-                                           (metrics or {}).items()}})
+                               "metrics": dict(metrics or {})})
             self._children = reply["children"]
         finally:
             self._stop()
