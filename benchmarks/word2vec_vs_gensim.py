@@ -97,6 +97,8 @@ def run_ours(cfg: Any, corpus: Path, epochs: int, tokens: int) -> dict[str, Any]
     from tasks.text import vocabulary as vocab_stage
 
     before = load()
+    cache = Path(os.environ.get("PIPELINE_XLA_CACHE", Path.home() / ".cache/w2v-cnn/xla"))
+    cached_programs = len(list(cache.glob("*.pb"))) if cache.is_dir() else 0
     t0 = time.perf_counter()
     counts, _ = vocab_stage.count_words(corpus)
     table = vocab_stage.build(counts, MIN_COUNT, 0, SAMPLE, 0.75)
@@ -121,7 +123,8 @@ def run_ours(cfg: Any, corpus: Path, epochs: int, tokens: int) -> dict[str, Any]
            "wall_seconds": round(t2 - t0, 2), "words_per_sec": round(epochs * tokens / train),
            "train_cpu_seconds": round(cpu, 2), "words_per_cpu_sec": round(epochs * tokens / cpu),
            "cpu_utilisation": round(cpu / train, 2), "vocab_size": vocab.size - 2, "steps": result["steps"],
-           "batch_size": cfg.word2vec.batch_size, "final_loss": result["final_loss"],
+           "batch_size": cfg.word2vec.batch_size, "threads": cfg.word2vec.threads,
+           "xla_cache_programs_before": cached_programs, "final_loss": result["final_loss"],
            "loadavg_before": before, "loadavg_after": load()}
     out.update(scores(cfg, words, embeddings))
     return out

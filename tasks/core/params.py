@@ -147,6 +147,7 @@ class Word2Vec:
     learning_rate: float = bounded(gt=0)
     min_learning_rate: float = bounded(ge=0)
     checkpoint_every: int = bounded(ge=1)
+    threads: int = bounded(ge=1, le=256)
     analogy_file: str
     wordsim_file: str
     restrict_vocab: int = bounded(ge=1)

@@ -37,7 +37,9 @@ Roles and the one deviation from word2vec.c (documented in docs/word2vec.md):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import copy
+import functools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -111,6 +113,9 @@ class Word2VecModel(tf.Module):
         accept, alias = alias_table(noise_prob)
         self._accept, self._alias = tf.constant(accept), tf.constant(alias)
         self._noise = tf.constant(np.asarray(noise_prob, np.float32))
+        # compiled_trainer's tf.functions by jit; set past tf.Module's tracking so that
+        # checkpoints hold the variables only
+        object.__setattr__(self, "_trainers", {})
 
     # -- sampling -------------------------------------------------------------------------
     def sample_negatives(self, seed: tf.Tensor, shape: list[Any]) -> tf.Tensor:
@@ -238,34 +243,50 @@ class Word2VecModel(tf.Module):
         self.apply_gradients(grads, learning_rate)
         return loss
 
-    def compiled_trainer(self, jit: bool = True) -> Any:
+    def compiled_trainer(self, jit: bool = True, tables: Sequence[tf.Variable] | None = None
+                         ) -> Any:
         """tf.function (centers [S,B], contexts [S,B,C], mask [S,B,C], seeds [S,2], lr0, lr1)
         -> (summed loss, pairs) running the S stacked batches in one in-graph loop.
 
         One Python call and one XLA launch per S steps; the learning rate goes linearly from
         lr0 (first step) towards lr1 (after the last). `pairs` counts pairs (CBOW: centres).
-        Traced once with unknown S, B, C; XLA compiles once per concrete shape (the stage
-        feeds one shape per window radius).
+        XLA compiles once per concrete shape (the stage feeds one shape per window radius).
+        `tables`: train these variables (same shapes, `variables_by_name` order) instead of
+        the model's own, e.g. a replica's (tasks/embeddings/replicas.py); every set of tables
+        shares this model's one trace and one compilation per shape.
         """
-        signature = [tf.TensorSpec([None, None], tf.int32),
-                     tf.TensorSpec([None, None, None], tf.int32),
-                     tf.TensorSpec([None, None, None], tf.float32),
-                     tf.TensorSpec([None, 2], tf.int64),
-                     tf.TensorSpec([], tf.float32), tf.TensorSpec([], tf.float32)]
+        if jit not in self._trainers:
+            self._trainers[jit] = self._table_trainer(jit)
+        own = tuple(self.variables_by_name().values())
+        return functools.partial(self._trainers[jit], own if tables is None else tuple(tables))
 
-        @tf.function(jit_compile=jit, input_signature=signature)
-        def run(centers, contexts, mask, seeds, lr0, lr1):
+    def _table_trainer(self, jit: bool) -> Any:
+        # Tables are arguments, not captures: XLA locks the variables of a running call, so
+        # replicas need their own variables, and as arguments they reuse one compilation.
+        @tf.function(jit_compile=jit, reduce_retracing=True)
+        def run(tables, centers, contexts, mask, seeds, lr0, lr1):
+            model = self._over(tables)
             n = tf.shape(centers)[0]
             total, count = tf.constant(0.0), tf.constant(0.0)
             for i in tf.range(n):
                 frac = tf.cast(i, tf.float32) / tf.cast(n, tf.float32)
-                loss_sum, pairs, grads = self.forward((centers[i], contexts[i], mask[i],
-                                                       seeds[i]))
-                self.apply_gradients(grads, lr0 + (lr1 - lr0) * frac)
+                loss_sum, pairs, grads = model.forward((centers[i], contexts[i], mask[i],
+                                                        seeds[i]))
+                model.apply_gradients(grads, lr0 + (lr1 - lr0) * frac)
                 total, count = total + loss_sum, count + pairs
             return total, count
 
         return run
+
+    def _over(self, tables: Sequence[tf.Variable]) -> Word2VecModel:
+        """This model's computations over `tables` (a shallow copy holding them)."""
+        names = list(self.variables_by_name())
+        if all(t is getattr(self, n) for n, t in zip(names, tables, strict=True)):
+            return self
+        view = copy.copy(self)
+        for name, table in zip(names, tables, strict=True):
+            object.__setattr__(view, name, table)
+        return view
 
     def variables_by_name(self) -> dict[str, tf.Variable]:
         return {n: getattr(self, n) for n in VARIABLES if getattr(self, n) is not None}

@@ -47,6 +47,7 @@ from tasks.core.hashing import file_md5
 from tasks.core.params import Config
 from tasks.embeddings import evaluation as w2v_eval
 from tasks.embeddings import inputs as w2v_input
+from tasks.embeddings.replicas import Replicas, configure_runtime
 from tasks.text.vocabulary import encode_file, load_vocab
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ TRAINER_VERSION = 1
 PAIRS_PER_CALL = 1 << 16   # ~65k pairs per compiled call: Python overhead vs bucket padding
 PROGRESS_SECONDS = 30     # one progress line (words/s, ETA) this often while training
 _TRAINING_KEYS = ("model", "loss", "dims", "window", "negatives", "epochs", "batch_size",
-                  "learning_rate", "min_learning_rate")
+                  "learning_rate", "min_learning_rate", "threads")
 
 
 def fingerprint(cfg: Config, vocab_file: Path, corpus_file: Path) -> dict[str, Any]:
@@ -82,6 +83,7 @@ class Trainer:
     def __init__(self, cfg: Config, spec: Any, vocab: Any, ids: np.ndarray, starts: np.ndarray,
                  out: Path, fingerprint: dict[str, Any],
                  evaluate: Callable[[np.ndarray], dict[str, Any]]) -> None:
+        configure_runtime()   # before the first TF op of the process, or not at all
         import tensorflow as tf
 
         from tasks.embeddings.model import Word2VecModel
@@ -176,7 +178,8 @@ class Trainer:
         log.info("%s at step %d (epoch %d, chunk %d, call %d)",
                  "resuming" if latest else "starting", s["step"], s["epoch"], s["chunk"],
                  s["call"])
-        trainer = self.model.compiled_trainer()
+        replicas = Replicas(self.model, w.threads)
+        replicas.sync()
         n_tokens, total = len(self.ids), max(1, len(self.ids) * w.epochs)
         writer = tf.summary.create_file_writer(str(self.tb_dir))
         stop = threading.Event()
@@ -185,37 +188,38 @@ class Trainer:
         try:
             for epoch, k, lo, hi, calls in self._calls(s["epoch"], s["chunk"], stop):
                 first = s["call"] if (epoch, k) == (s["epoch"], s["chunk"]) else 0
-                for j in range(first, len(calls)):
-                    call = calls[j]
-                    done0 = epoch * n_tokens + lo + (hi - lo) * j / len(calls)
-                    done1 = epoch * n_tokens + lo + (hi - lo) * (j + 1) / len(calls)
-                    lr0, lr1 = (w.learning_rate - (w.learning_rate - w.min_learning_rate)
-                                * min(1.0, d / total) for d in (done0, done1))
+                # Rounds start at multiples of round_size within the chunk, so a run resumed
+                # from a checkpoint (taken after a round) replays the same rounds.
+                for j in range(first, len(calls), replicas.round_size):
+                    group = range(j, min(j + replicas.round_size, len(calls)))
+                    work = []
+                    for i in group:
+                        done0 = epoch * n_tokens + lo + (hi - lo) * i / len(calls)
+                        done1 = epoch * n_tokens + lo + (hi - lo) * (i + 1) / len(calls)
+                        lr0, lr1 = (w.learning_rate - (w.learning_rate - w.min_learning_rate)
+                                    * min(1.0, d / total) for d in (done0, done1))
+                        work.append((calls[i].batch, lr0, lr1))
                     t0 = time.perf_counter()
-                    b = call.batch
-                    loss_sum, count = trainer(b.centers, b.contexts, b.context_mask, b.seed,
-                                              tf.constant(lr0, tf.float32),
-                                              tf.constant(lr1, tf.float32))
-                    loss_sum, count = float(loss_sum), float(count)
+                    loss_sum, count = replicas.train_round(work)
                     dt = time.perf_counter() - t0
+                    n_steps = sum(len(calls[i].batch.centers) for i in group)
                     if not math.isfinite(loss_sum):
                         raise PipelineError(
                             f"word2vec: loss is {loss_sum} in steps {s['step'] + 1}.."
-                            f"{s['step'] + len(call.batch.centers)} (epoch {epoch + 1}): "
+                            f"{s['step'] + n_steps} (epoch {epoch + 1}): "
                             f"training diverged; lower word2vec.learning_rate or batch_size "
                             f"(last good checkpoint kept in {self.ckpt_dir})")
                     before = s["step"]
-                    s["step"] += len(b.centers)
-                    s["call"] = j + 1
+                    s["step"] += n_steps
                     self.epoch_loss.assign_add([loss_sum, count])
-                    words = (hi - lo) / len(calls)
+                    words = (hi - lo) * len(group) / len(calls)
                     words_run += words
                     last_loss = loss_sum / max(count, 1.0)
                     with writer.as_default(step=s["step"]):
                         tf.summary.scalar("train/loss", last_loss)
-                        tf.summary.scalar("train/learning_rate", lr1)
+                        tf.summary.scalar("train/learning_rate", work[-1][2])
                         tf.summary.scalar("train/words_per_sec", words / max(dt, 1e-9))
-                    self._set_position(s, epoch, k, j + 1)
+                    self._set_position(s, epoch, k, group[-1] + 1)
                     if time.perf_counter() - last_report >= PROGRESS_SECONDS:
                         last_report = time.perf_counter()
                         run_seconds = last_report - started - eval_seconds
@@ -233,6 +237,7 @@ class Trainer:
                     self._save(history)
         finally:
             stop.set()
+            replicas.close()
             writer.flush()
         train_seconds = time.perf_counter() - started - eval_seconds
         return {"steps": s["step"], "resumed_from_step": resumed_from,
