@@ -150,7 +150,9 @@ def plot(rows: list[dict[str, Any]], out: Path) -> None:
         ax.set_ylabel(ylabel)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle("prepare -> vocab -> word2vec (1 epoch), 2 cores (busy machine)")
+    peak_load = max((max(r.get("loadavg_after", [0.0])[:1]) for r in rows), default=0.0)
+    fig.suptitle(f"prepare -> vocab -> word2vec (1 epoch), {os.cpu_count()} cores "
+                 f"(1-min load average up to {peak_load:.1f})")
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)

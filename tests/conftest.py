@@ -15,6 +15,7 @@ blobs). Test-local `max_examples` values are multiplied by `EXAMPLES_SCALE`.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import mlflow
@@ -27,6 +28,9 @@ from tasks.core.params import Config, parse
 REPO = Path(__file__).resolve().parents[1]
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# XLA programs compiled by the suite (and its subprocesses) go to a cache of its own, shared
+# by the session's processes, not the user's ~/.cache/w2v-cnn/xla.
+os.environ.setdefault("PIPELINE_XLA_CACHE", tempfile.mkdtemp(prefix="pytest-xla-cache-"))
 
 _HYPOTHESIS_COMMON = {"deadline": None, "database": None,
                       "suppress_health_check": [HealthCheck.too_slow,

@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from tasks.embeddings.model import Word2VecModel, Word2VecSpec
-from tasks.embeddings.replicas import CALLS_PER_REPLICA, Replicas
+from tasks.embeddings.replicas import CALLS_PER_REPLICA, Replicas, prune_cache
 
 REPO = Path(__file__).resolve().parents[1]
 V, D = 20, 8
@@ -164,3 +164,15 @@ def test_a_users_own_cache_flag_is_kept(tmp_path):
                           cwd=REPO, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == user_flags
+
+
+def test_the_cache_keeps_the_newest_programs_under_its_size(tmp_path):
+    for i in range(5):
+        path = tmp_path / f"program{i}.pb"
+        path.write_bytes(b"x" * 1000)
+        os.utime(path, (1000 + i, 1000 + i))                 # program4 is the newest
+    (tmp_path / "notes.txt").write_text("not a program")
+    prune_cache(tmp_path, max_bytes=2500)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "program3.pb",
+                                                          "program4.pb"]
+    prune_cache(tmp_path / "missing")                        # no folder yet: nothing to do

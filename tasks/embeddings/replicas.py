@@ -25,8 +25,9 @@ Runtime settings, made before the first TensorFlow op (`configure_runtime`):
   call slower, not faster, on this 2-core machine (5.74 s at 1.46 cores vs 4.78 s at 1.0
   core, same calls), and R calls need the cores to themselves;
 - XLA's persistent compilation cache (TensorFlow's `--tf_xla_persistent_cache_directory`) in
-  $PIPELINE_XLA_CACHE (default ~/.cache/w2v-cnn/xla; empty = off): one compilation per
-  window radius costs ~1.3 s, ~7 s per run, ~2.5 s when the programs come from the cache.
+  $PIPELINE_XLA_CACHE (default ~/.cache/w2v-cnn/xla, kept under 256 MB; empty = off): one
+  compilation per window radius costs ~1.3 s, ~7 s per run; ~3 s when a new process (a
+  re-run of the stage) finds the programs there.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 CALLS_PER_REPLICA = 2   # calls each replica trains between merges (see docs/word2vec.md)
+CACHE_MAX_BYTES = 256 << 20   # XLA compilation cache size kept by prune_cache
 
 
 def configure_runtime() -> None:
@@ -54,6 +56,7 @@ def configure_runtime() -> None:
     cache = os.environ.get("PIPELINE_XLA_CACHE", str(Path.home() / ".cache/w2v-cnn/xla"))
     flags = os.environ.get("TF_XLA_FLAGS", "")
     if cache and "tf_xla_persistent_cache_directory" not in flags:   # the user's choice wins
+        prune_cache(Path(cache))
         os.environ["TF_XLA_FLAGS"] = f"{flags} --tf_xla_persistent_cache_directory={cache}"
     if tf.config.threading.get_intra_op_parallelism_threads() == 1:
         return
@@ -61,6 +64,19 @@ def configure_runtime() -> None:
         tf.config.threading.set_intra_op_parallelism_threads(1)
     except RuntimeError:
         log.debug("TensorFlow already initialised: intra-op threads left as they are")
+
+
+def prune_cache(folder: Path, max_bytes: int = CACHE_MAX_BYTES) -> None:
+    """Delete the least recently written programs until the cache holds <= max_bytes
+    (every new shape, e.g. another corpus, adds ~0.8 MB per window radius)."""
+    if not folder.is_dir():
+        return
+    files = sorted(folder.glob("*.pb"), key=lambda f: f.stat().st_mtime, reverse=True)
+    total = 0
+    for f in files:
+        total += f.stat().st_size
+        if total > max_bytes:
+            f.unlink(missing_ok=True)
 
 
 class Replicas:
