@@ -44,6 +44,8 @@ def test_repo_params_parse_into_frozen_typed_config():
         ({"vocab.min_count": True}, "vocab.min_count: expected an integer"),
         ({"word2vec.model": "glove"}, "word2vec.model: expected one of"),
         ({"word2vec.learning_rate": -1}, "word2vec.learning_rate: must be > 0"),
+        ({"word2vec.threads": 0}, "word2vec.threads: must be >= 1"),
+        ({"word2vec.threads": 2.5}, "word2vec.threads: expected an integer"),
         ({"cnn.filter_windows": [3, "x"]}, "cnn.filter_windows[1]: expected an integer"),
         ({"cnn.filter_windows": []}, "cnn.filter_windows: need at least one window"),
         ({"prepare.dev_fraction": 0.6, "prepare.test_fraction": 0.5}, "prepare.dev_fraction"),
