@@ -176,3 +176,16 @@ def test_the_cache_keeps_the_newest_programs_under_its_size(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "program3.pb",
                                                           "program4.pb"]
     prune_cache(tmp_path / "missing")                        # no folder yet: nothing to do
+
+
+def test_an_unwritable_cache_folder_only_turns_the_cache_off(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the cache folder's parent should be")
+    code = ("import os\nfrom tasks.embeddings.replicas import configure_runtime\n"
+            "configure_runtime()\nprint(repr(os.environ.get('TF_XLA_FLAGS', '')))\n")
+    env = {**os.environ, "PIPELINE_XLA_CACHE": str(blocker / "xla")}
+    env.pop("TF_XLA_FLAGS", None)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=REPO, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "persistent_cache" not in done.stdout.strip().splitlines()[-1]

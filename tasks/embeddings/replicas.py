@@ -56,8 +56,13 @@ def configure_runtime() -> None:
     cache = os.environ.get("PIPELINE_XLA_CACHE", str(Path.home() / ".cache/w2v-cnn/xla"))
     flags = os.environ.get("TF_XLA_FLAGS", "")
     if cache and "tf_xla_persistent_cache_directory" not in flags:   # the user's choice wins
-        prune_cache(Path(cache))
-        os.environ["TF_XLA_FLAGS"] = f"{flags} --tf_xla_persistent_cache_directory={cache}"
+        try:
+            Path(cache).mkdir(parents=True, exist_ok=True)
+            prune_cache(Path(cache))
+        except OSError as exc:        # e.g. a read-only home in a container: compile each run
+            log.info("XLA compilation cache off (%s: %s)", cache, exc.strerror or exc)
+        else:
+            os.environ["TF_XLA_FLAGS"] = f"{flags} --tf_xla_persistent_cache_directory={cache}"
     if tf.config.threading.get_intra_op_parallelism_threads() == 1:
         return
     try:
@@ -71,10 +76,16 @@ def prune_cache(folder: Path, max_bytes: int = CACHE_MAX_BYTES) -> None:
     (every new shape, e.g. another corpus, adds ~0.8 MB per window radius)."""
     if not folder.is_dir():
         return
-    files = sorted(folder.glob("*.pb"), key=lambda f: f.stat().st_mtime, reverse=True)
+    sizes = {}
+    for f in folder.glob("*.pb"):
+        try:
+            stat = f.stat()
+        except FileNotFoundError:     # pruned by another process meanwhile
+            continue
+        sizes[f] = (stat.st_mtime, stat.st_size)
     total = 0
-    for f in files:
-        total += f.stat().st_size
+    for f in sorted(sizes, key=lambda f: sizes[f][0], reverse=True):   # newest first
+        total += sizes[f][1]
         if total > max_bytes:
             f.unlink(missing_ok=True)
 
