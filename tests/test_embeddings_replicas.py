@@ -131,6 +131,21 @@ def test_one_thread_trains_the_master_itself():
         np.testing.assert_array_equal(a, b)
 
 
+def run_fresh(code: str, **env: str | None) -> str:
+    """Run `code` in a new interpreter (TF not started yet) with `env` applied (None = unset);
+    return its last line of output."""
+    environ = {**os.environ}
+    for key, value in env.items():
+        if value is None:
+            environ.pop(key, None)
+        else:
+            environ[key] = value
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=REPO, env=environ, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.strip().splitlines()[-1]
+
+
 def test_runtime_settings_in_a_fresh_process(tmp_path):
     """One intra-op thread, and compiled programs land in $PIPELINE_XLA_CACHE."""
     code = (
@@ -144,12 +159,8 @@ def test_runtime_settings_in_a_fresh_process(tmp_path):
         " np.ones((2, 2), np.int64), tf.constant(.1), tf.constant(.1))\n"
         "print(json.dumps([tf.config.threading.get_intra_op_parallelism_threads(),"
         " os.environ['TF_XLA_FLAGS']]))\n")
-    env = {**os.environ, "PIPELINE_XLA_CACHE": str(tmp_path / "xla")}
-    env.pop("TF_XLA_FLAGS", None)
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=REPO, env=env, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    intra, flags = json.loads(done.stdout.strip().splitlines()[-1])
+    intra, flags = json.loads(run_fresh(code, PIPELINE_XLA_CACHE=str(tmp_path / "xla"),
+                                        TF_XLA_FLAGS=None))
     assert intra == 1
     assert f"--tf_xla_persistent_cache_directory={tmp_path / 'xla'}" in flags
     assert list((tmp_path / "xla").glob("*.pb"))                   # the program was cached
@@ -159,11 +170,8 @@ def test_a_users_own_cache_flag_is_kept(tmp_path):
     user_flags = "--tf_xla_persistent_cache_directory=/elsewhere"
     code = ("import os\nfrom tasks.embeddings.replicas import configure_runtime\n"
             "configure_runtime()\nprint(os.environ['TF_XLA_FLAGS'])\n")
-    env = {**os.environ, "PIPELINE_XLA_CACHE": str(tmp_path), "TF_XLA_FLAGS": user_flags}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=REPO, env=env, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip().splitlines()[-1] == user_flags
+    assert run_fresh(code, PIPELINE_XLA_CACHE=str(tmp_path), TF_XLA_FLAGS=user_flags) == \
+        user_flags
 
 
 def test_the_cache_keeps_the_newest_programs_under_its_size(tmp_path):
@@ -183,9 +191,5 @@ def test_an_unwritable_cache_folder_only_turns_the_cache_off(tmp_path):
     blocker.write_text("a file where the cache folder's parent should be")
     code = ("import os\nfrom tasks.embeddings.replicas import configure_runtime\n"
             "configure_runtime()\nprint(repr(os.environ.get('TF_XLA_FLAGS', '')))\n")
-    env = {**os.environ, "PIPELINE_XLA_CACHE": str(blocker / "xla")}
-    env.pop("TF_XLA_FLAGS", None)
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=REPO, env=env, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "persistent_cache" not in done.stdout.strip().splitlines()[-1]
+    flags = run_fresh(code, PIPELINE_XLA_CACHE=str(blocker / "xla"), TF_XLA_FLAGS=None)
+    assert "persistent_cache" not in flags

@@ -1,18 +1,19 @@
 """The word2vec stage's training loop: compiled calls, checkpoints/resume, NaN guard, logging.
 
 Params: `seed`, `word2vec` (model, loss, dims, window, negatives, epochs, batch_size,
-learning_rate, min_learning_rate, checkpoint_every). Used by the word2vec stage
+learning_rate, min_learning_rate, checkpoint_every, threads). Used by the word2vec stage
 (tasks/word2vec.py) through `build_trainer(cfg)`.
 
-- Work order: epoch -> corpus chunk (tasks/embeddings/inputs.py) -> calls. A call is S steps of
-  one window-radius bucket run by one XLA-compiled in-graph loop
-  (`Word2VecModel.compiled_trainer`). A background thread builds the next chunk's calls in
-  NumPy while TF trains on the current one (the two cores overlap).
+- Work order: epoch -> corpus chunk (tasks/embeddings/inputs.py) -> rounds -> calls. A call is
+  S steps of one window-radius bucket run by one XLA-compiled in-graph loop
+  (`Word2VecModel.compiled_trainer`); a round is 2 calls per training thread, run side by side
+  on the threads' replicas and merged (tasks/embeddings/replicas.py). A background thread
+  builds the next chunk's calls in NumPy while TF trains on the current one.
 - Learning rate: linear from learning_rate to min_learning_rate over epochs x corpus tokens,
   by the raw tokens already covered (gensim/word2vec.c), interpolated inside each call.
 - Checkpoints (<out>/checkpoints, tf.train.CheckpointManager): the model variables plus the
   position (step, epoch, chunk, next call) and the running epoch loss; saved after the first
-  call that crosses a multiple of `checkpoint_every` steps and at every epoch end. A fresh run
+  round that crosses a multiple of `checkpoint_every` steps and at every epoch end. A fresh run
   restores the latest one and continues at that position with the same step count and
   schedule; every chunk is regenerated from (seed, epoch, chunk), so a resumed run trains on
   exactly the batches the interrupted one would have. `fingerprint.json` (params + hashes of
@@ -20,7 +21,7 @@ learning_rate, min_learning_rate, checkpoint_every). Used by the word2vec stage
   logs are deleted and training starts fresh.
 - NaN guard: a non-finite loss stops training with a PipelineError before anything is saved,
   so the last good checkpoint stays the latest.
-- Logging: TensorBoard scalars per call (loss, learning rate, words/sec) and per epoch (loss,
+- Logging: TensorBoard scalars per round (loss, learning rate, words/sec) and per epoch (loss,
   eval scores); MLflow per epoch via tasks.core.tracking.
 """
 
