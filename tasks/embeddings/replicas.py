@@ -91,7 +91,10 @@ def prune_cache(folder: Path, max_bytes: int = CACHE_MAX_BYTES) -> None:
 
 
 class Replicas:
-    """R trainers over R copies of `master`'s tables; `train_round` runs and merges a round."""
+    """R trainers over R copies of `master`'s tables; `train_round` runs and merges a round.
+
+    The copies are taken at construction: create it after restoring a checkpoint.
+    """
 
     def __init__(self, master: Any, threads: int) -> None:
         import tensorflow as tf
@@ -116,18 +119,7 @@ class Replicas:
                 for t in tables:
                     t[j].assign(merged)
 
-        @tf.function(jit_compile=True)
-        def broadcast() -> None:
-            for j, table in enumerate(base):
-                for t in tables:
-                    t[j].assign(table)
-
-        self._merge, self._broadcast = merge, broadcast
-
-    def sync(self) -> None:
-        """Copy the master into every replica (after a checkpoint restore)."""
-        if self.threads > 1:
-            self._broadcast()
+        self._merge = merge
 
     def train_round(self, calls: Sequence[tuple[Any, float, float]]) -> tuple[float, float]:
         """Train `calls` ((batch, lr0, lr1), at most `round_size`), call i on replica

@@ -179,8 +179,7 @@ class Trainer:
         log.info("%s at step %d (epoch %d, chunk %d, call %d)",
                  "resuming" if latest else "starting", s["step"], s["epoch"], s["chunk"],
                  s["call"])
-        replicas = Replicas(self.model, w.threads)
-        replicas.sync()
+        replicas = Replicas(self.model, w.threads)   # copies the restored tables
         n_tokens, total = len(self.ids), max(1, len(self.ids) * w.epochs)
         writer = tf.summary.create_file_writer(str(self.tb_dir))
         stop = threading.Event()
