@@ -97,8 +97,10 @@ def run_ours(cfg: Any, corpus: Path, epochs: int, tokens: int) -> dict[str, Any]
     from tasks.text import vocabulary as vocab_stage
 
     before = load()
-    cache = Path(os.environ.get("PIPELINE_XLA_CACHE", Path.home() / ".cache/w2v-cnn/xla"))
-    cached_programs = len(list(cache.glob("*.pb"))) if cache.is_dir() else 0
+    from tasks.embeddings.replicas import cache_folder
+
+    cache = Path(cache_folder()) if cache_folder() else None
+    cached_programs = len(list(cache.glob("*.pb"))) if cache and cache.is_dir() else 0
     t0 = time.perf_counter()
     counts, _ = vocab_stage.count_words(corpus)
     table = vocab_stage.build(counts, MIN_COUNT, 0, SAMPLE, 0.75)

@@ -53,7 +53,7 @@ def configure_runtime() -> None:
     """
     import tensorflow as tf
 
-    cache = os.environ.get("PIPELINE_XLA_CACHE", str(Path.home() / ".cache/w2v-cnn/xla"))
+    cache = cache_folder()
     flags = os.environ.get("TF_XLA_FLAGS", "")
     if cache and "tf_xla_persistent_cache_directory" not in flags:   # the user's choice wins
         try:
@@ -69,6 +69,11 @@ def configure_runtime() -> None:
         tf.config.threading.set_intra_op_parallelism_threads(1)
     except RuntimeError:
         log.debug("TensorFlow already initialised: intra-op threads left as they are")
+
+
+def cache_folder() -> str:
+    """$PIPELINE_XLA_CACHE, default ~/.cache/w2v-cnn/xla ("" = no cache)."""
+    return os.environ.get("PIPELINE_XLA_CACHE", str(Path.home() / ".cache/w2v-cnn/xla"))
 
 
 def prune_cache(folder: Path, max_bytes: int = CACHE_MAX_BYTES) -> None:
