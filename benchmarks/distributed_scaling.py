@@ -50,7 +50,8 @@ RUNS = {
     "sync2": {"distributed.strategy": "sync", "distributed.workers": 2},
     "async2": {"distributed.strategy": "async", "distributed.workers": 2, "distributed.ps": 1},
 }
-KEYS = ("words_per_sec", "efficiency", "analogy_accuracy", "wordsim353_spearman",
+KEYS = ("words_per_sec", "efficiency", "analogy_accuracy", "wordsim353_spearman", "train_seconds",
+        "exchange_seconds",
         "bytes_per_1k_words")
 
 

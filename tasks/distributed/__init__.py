@@ -5,8 +5,9 @@
 
 Params section: `distributed` (strategy, backend, workers, ps, ... see params.yaml).
 Modules: cluster (shapes, TF_CONFIG), launcher_local / kubernetes (backends), worker (the
-task process), train_sync / train_async (the two strategies), runtime (job folder, plan,
-checkpoints), shards (async input files), w2v (the word2vec model and stage outputs).
+task process; sync runs the word2vec stage's own Trainer, tasks/embeddings/placement.py),
+train_async (the parameter-server loop), runtime (job folder, plan, checkpoints), shards
+(async input files), w2v (the word2vec model and stage outputs).
 The outputs are those of the single-process `word2vec` stage (docs/distributed.md).
 """
 
@@ -51,8 +52,8 @@ def resumable_job_id(cfg: Config, shape: ClusterShape) -> str:
 
     The hash covers the single-process stage's checkpoint fingerprint (word2vec params, seed,
     vocab and corpus md5, trainer version) and the job's step arithmetic (shape,
-    steps_per_execution), so a re-run of a stopped or crashed local job finds its job folder
-    and resumes from the last checkpoint, and any change starts a new job.
+    steps_per_execution, exchange_every), so a re-run of a stopped or crashed local job finds
+    its job folder and resumes from the last checkpoint, and any change starts a new job.
     """
     import hashlib
 
@@ -63,7 +64,8 @@ def resumable_job_id(cfg: Config, shape: ClusterShape) -> str:
     if not (corpus.is_file() and vocab.is_file()):
         return new_job_id(shape)  # nothing to resume from; the tasks report the missing input
     key = {"fingerprint": fingerprint(cfg, vocab, corpus), "shape": shape.tag,
-           "steps_per_execution": cfg.distributed.steps_per_execution}
+           "steps_per_execution": cfg.distributed.steps_per_execution,
+           "exchange_every": cfg.distributed.exchange_every}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
     return f"w2v-{shape.tag}-{digest[:8]}"
 

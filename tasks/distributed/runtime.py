@@ -1,16 +1,15 @@
-"""What the sync and async training loops share: job folder, plan, schedule, checkpoints, logs.
+"""The job folder of every strategy, and the async loop's plan, schedule and progress logs.
 
 Params sections: `word2vec` (epochs, learning_rate, min_learning_rate, checkpoint_every) and
 `distributed` (shared_path, steps_per_execution).
 
 The job folder `<distributed.shared_path>/<job>/` is on storage every task sees (the local
 disk, or the Kubernetes PVC):
-- checkpoints/            the chief's tf.train.CheckpointManager folder (what a restart reads);
-- tmp-checkpoints-<task>/ where non-chief MultiWorkerMirrored workers must also save
-                          (every worker takes part in a save; only the chief's copy is kept);
+- checkpoints/            the chief's tf.train.CheckpointManager folder (what a restart reads;
+                          sync: the word2vec stage's Trainer format, with its history.json);
 - shards/epoch-<e>/       async only: the training batches of epoch e, one folder per worker;
 - tensorboard/            the chief's loss / learning-rate / words-per-second summaries;
-- history.json            the chief's per-epoch loss (the stage's word2vec_loss.json plot);
+- history.json            async: the chief's per-epoch loss (the stage's word2vec_loss.json);
 - result.json             the chief's metrics once the outputs are written.
 """
 
@@ -19,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,7 +26,6 @@ from typing import Any
 
 from tasks.core.atomic import write_json
 from tasks.core.params import Config
-from tasks.distributed.cluster import Task
 
 log = logging.getLogger("tasks.distributed")
 
@@ -44,12 +41,6 @@ class JobDir:
     @property
     def checkpoints(self) -> Path:
         return self.root / "checkpoints"
-
-    def checkpoint_write_dir(self, task: Task) -> Path:
-        """The chief writes the real checkpoints; other sync workers a throwaway copy."""
-        if task.is_chief:
-            return self.checkpoints
-        return self.root / f"tmp-checkpoints-{task.type}-{task.index}"
 
     def shard_dir(self, epoch: int, shard: int) -> Path:
         return self.root / "shards" / f"epoch-{epoch:03d}" / f"shard-{shard:03d}"
@@ -73,10 +64,6 @@ class JobDir:
 
     def write_result(self, metrics: dict[str, Any]) -> None:
         write_json(self.result, metrics)
-
-    def drop_temp(self, task: Task) -> None:
-        if not task.is_chief:
-            shutil.rmtree(self.checkpoint_write_dir(task), ignore_errors=True)
 
 
 @dataclass(frozen=True)

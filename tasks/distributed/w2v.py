@@ -70,6 +70,12 @@ class TrainingData:
 
         return Word2VecModel(self.spec, self.vocab.noise_prob)
 
+    def evaluator(self) -> Any:
+        """embeddings [V, d] -> the stage's evaluation scores (the Trainer's epoch-end call)."""
+        from tasks.embeddings import evaluation as w2v_eval
+
+        return lambda embeddings: w2v_eval.evaluate(self.cfg, self.vocab, embeddings)
+
     def batches(self, batch_size: int, epoch: int, shard: int,
                 num_shards: int) -> Iterator[tuple[np.ndarray, ...]]:
         """This shard's batches of `epoch`: (centers, contexts, context_mask, seed) arrays.

@@ -7,7 +7,8 @@ Role (from TF_CONFIG, or in a Kubernetes pod from TF_CLUSTER_SPEC + TF_TASK_TYPE
 JOB_COMPLETION_INDEX):
 - async `ps` / `worker`: start a tf.distribute.Server and serve until the launcher stops it;
 - async `chief`: the ClusterCoordinator program (train_async.py);
-- sync `worker`: one MultiWorkerMirroredStrategy replica (train_sync.py).
+- sync `worker`: the word2vec stage's Trainer on its share of the calls, exchanging updates
+  with the others over MultiWorkerMirroredStrategy (tasks/embeddings/placement.py).
 The chief (sync worker 0, async chief) alone opens the MLflow run (stage `word2vec`, tags
 cluster_shape, strategy, backend, job), evaluates, and writes the word2vec stage's outputs
 (<paths.word2vec>/embeddings.npy + model.json, tensorboard/ with the projector, and the job's
@@ -29,7 +30,6 @@ from typing import Any
 
 from tasks.core import tracking
 from tasks.core.atomic import write_json
-from tasks.core.errors import PipelineError
 from tasks.core.params import PARAMS_FILE, Config, load_params
 from tasks.core.stage import (
     STAGE_ERRORS,
@@ -78,33 +78,33 @@ def serve(task: Task) -> None:
 
 
 def run_sync(cfg: Config, job: JobDir, task: Task, data: w2v.TrainingData) -> dict[str, Any]:
+    """The word2vec stage's own Trainer on this worker's share of every round; the workers
+    exchange their summed updates (tasks/embeddings/placement.py). The chief checkpoints
+    into the job folder; every worker starts from the chief's state."""
+    from tasks.embeddings.placement import SyncWorkers
+    from tasks.embeddings.replicas import configure_runtime
+    from tasks.embeddings.training import Trainer, fingerprint
+
+    configure_runtime()   # before the strategy's first TF op, as the stage does
     import tensorflow as tf
 
-    from tasks.distributed import train_sync
-
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
-    shape = task.shape
-    batch_size = max(1, -(-cfg.word2vec.batch_size // shape.workers))  # global batch kept
-    with strategy.scope():
-        model = data.model()
-        step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
-
-    def source(epoch: int) -> Any:
-        return data.batches(batch_size, epoch, task.index, shape.workers)
-
-    local = sum(1 for b in source(0) if len(b[0]) == batch_size)
-    steps = train_sync.agree_steps_per_epoch(strategy, local, task.index, shape.workers)
-    if steps < 1:
-        raise PipelineError(f"a worker's shard has no full batch of {batch_size}: use fewer "
-                            f"workers or a smaller word2vec.batch_size")
-    plan = plan_for(cfg, steps)
-    result = train_sync.train(strategy, model, step, source, plan, batch_size, job, task,
-                              data.tokens / plan.steps_per_epoch)
-    # Every replica's digest: identical replicas are the point of the all-reduce.
+    placement = SyncWorkers(strategy, task.index, task.shape.workers,
+                            cfg.distributed.exchange_every, cfg.word2vec.threads)
+    corpus, vocab = cfg.path("prepared") / "corpus.txt", cfg.path("vocab") / "vocab.npz"
+    trainer = Trainer(cfg, data.spec, data.vocab, data.ids, data.starts, job.root,
+                      fingerprint(cfg, vocab, corpus), data.evaluator(), placement)
+    result = trainer.run()
+    seconds = result["train_seconds"]
+    # Every worker's digest: identical tables after the last exchange are the point.
     write_json(job.root / "replicas" / f"{task.type}-{task.index}.json",
-               {"step": result["steps"], "sha256": w2v.digest(model)})
-    return {**result, "steps_per_epoch": steps, "batch_size_per_worker": batch_size,
-            "model_obj": model}
+               {"step": result["steps"], "sha256": w2v.digest(trainer.model)})
+    return {**{k: v for k, v in result.items() if k != "run_words"},
+            "words_per_sec": round(result["run_words"] / seconds, 1) if seconds > 0 else 0.0,
+            "exchange_every": cfg.distributed.exchange_every, "exchanges": placement.exchanges,
+            # time in the all-reduce, waits for slower workers included
+            "exchange_seconds": round(placement.exchange_seconds, 3),
+            "model_obj": trainer.model}
 
 
 def run_async(cfg: Config, job: JobDir, task: Task, data: w2v.TrainingData) -> dict[str, Any]:

@@ -126,6 +126,14 @@ class Replicas:
 
         self._merge = merge
 
+        @tf.function
+        def refresh() -> None:
+            for j, table in enumerate(base):
+                for t in tables:
+                    t[j].assign(table)
+
+        self._refresh = refresh
+
     def train_round(self, calls: Sequence[tuple[Any, float, float]]) -> tuple[float, float]:
         """Train `calls` ((batch, lr0, lr1), at most `round_size`), call i on replica
         i mod R, then merge. Returns (summed loss, pairs) over the round."""
@@ -145,6 +153,12 @@ class Replicas:
         results = list(self._pool.map(work, range(min(self.threads, len(calls)))))
         self._merge()
         return sum(r[0] for r in results), sum(r[1] for r in results)
+
+    def refresh(self) -> None:
+        """Copy the master's tables into every replica (after a distributed exchange changed
+        the master between rounds; tasks/embeddings/placement.py)."""
+        if self._pool is not None:
+            self._refresh()
 
     def close(self) -> None:
         if self._pool is not None:

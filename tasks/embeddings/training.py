@@ -48,6 +48,7 @@ from tasks.core.hashing import file_md5
 from tasks.core.params import Config
 from tasks.embeddings import evaluation as w2v_eval
 from tasks.embeddings import inputs as w2v_input
+from tasks.embeddings.placement import Local
 from tasks.embeddings.replicas import Replicas, configure_runtime
 from tasks.text.vocabulary import encode_file, load_vocab
 
@@ -83,7 +84,8 @@ class Trainer:
 
     def __init__(self, cfg: Config, spec: Any, vocab: Any, ids: np.ndarray, starts: np.ndarray,
                  out: Path, fingerprint: dict[str, Any],
-                 evaluate: Callable[[np.ndarray], dict[str, Any]]) -> None:
+                 evaluate: Callable[[np.ndarray], dict[str, Any]],
+                 placement: Any = None) -> None:
         configure_runtime()   # before the first TF op of the process, or not at all
         import tensorflow as tf
 
@@ -99,8 +101,10 @@ class Trainer:
         self.steps = {b: steps_per_call(spec, bs, b, kept, cfg.word2vec.checkpoint_every)
                       for b in range(1, spec.window + 1)}
         self.evaluate, self.fp = evaluate, fingerprint
+        self.placement = placement or Local()
         self.ckpt_dir, self.tb_dir = out / "checkpoints", out / "tensorboard"
-        self._check_fingerprint()
+        if self.placement.is_chief:   # the chief owns the folder; other workers only read it
+            self._check_fingerprint()
         self.model = Word2VecModel(spec, vocab.noise_prob)
         self.state = {k: tf.Variable(0, dtype=tf.int64, name=k)
                       for k in ("step", "epoch", "chunk", "call")}
@@ -126,6 +130,8 @@ class Trainer:
         return json.loads(path.read_text()) if path.is_file() else []
 
     def _save(self, history: list[dict[str, Any]]) -> None:
+        if not self.placement.is_chief:
+            return
         # history first: a kill between the two leaves an extra entry, dropped on resume
         with atomic_file(self.ckpt_dir / "history.json") as handle:
             json.dump(history, handle, indent=1)
@@ -168,20 +174,28 @@ class Trainer:
         import tensorflow as tf
 
         w = self.cfg.word2vec
-        latest = self.manager.latest_checkpoint
+        place = self.placement
+        # Only the chief restores; the other workers take its state (placement.py), so they
+        # never read a checkpoint the chief may be writing. One process: start() does nothing.
+        latest = self.manager.latest_checkpoint if place.is_chief else None
         if latest:
             self.ckpt.restore(latest).assert_existing_objects_matched()
+        place.start(self.model, [*self.state.values(), self.epoch_loss])
         s = {k: int(v.numpy()) for k, v in self.state.items()}
         resumed_from = s["step"]
         # history records are 1-based; s["epoch"] is the number of completed epochs, so keep
         # 1..s["epoch"]: a kill between history.json and the checkpoint leaves one extra record
-        history = [h for h in self.history() if h["epoch"] <= s["epoch"]]
+        history = ([h for h in self.history() if h["epoch"] <= s["epoch"]]
+                   if place.is_chief else [])
         log.info("%s at step %d (epoch %d, chunk %d, call %d)",
-                 "resuming" if latest else "starting", s["step"], s["epoch"], s["chunk"],
-                 s["call"])
-        replicas = Replicas(self.model, w.threads)   # copies the restored tables
+                 "resuming" if resumed_from else "starting", s["step"], s["epoch"],
+                 s["chunk"], s["call"])
+        # copies the restored tables; a sync job spreads w.threads replicas over its workers
+        replicas = Replicas(self.model, place.local_threads(w.threads))
+        round_size = replicas.round_size * place.rounds_per_exchange * place.count
         n_tokens, total = len(self.ids), max(1, len(self.ids) * w.epochs)
-        writer = tf.summary.create_file_writer(str(self.tb_dir))
+        writer = (tf.summary.create_file_writer(str(self.tb_dir)) if place.is_chief
+                  else tf.summary.create_noop_writer())
         stop = threading.Event()
         words_run, eval_seconds, last_loss = 0.0, 0.0, float("nan")
         started = last_report = time.perf_counter()
@@ -190,8 +204,8 @@ class Trainer:
                 first = s["call"] if (epoch, k) == (s["epoch"], s["chunk"]) else 0
                 # Rounds start at multiples of round_size within the chunk, so a run resumed
                 # from a checkpoint (taken after a round) replays the same rounds.
-                for j in range(first, len(calls), replicas.round_size):
-                    group = range(j, min(j + replicas.round_size, len(calls)))
+                for j in range(first, len(calls), round_size):
+                    group = range(j, min(j + round_size, len(calls)))
                     work = []
                     for i in group:
                         done0 = epoch * n_tokens + lo + (hi - lo) * i / len(calls)
@@ -200,7 +214,7 @@ class Trainer:
                                     * min(1.0, d / total) for d in (done0, done1))
                         work.append((calls[i].batch, lr0, lr1))
                     t0 = time.perf_counter()
-                    loss_sum, count = replicas.train_round(work)
+                    loss_sum, count = self._train_share(replicas, place.share(work))
                     dt = time.perf_counter() - t0
                     n_steps = sum(len(calls[i].batch.centers) for i in group)
                     if not math.isfinite(loss_sum):
@@ -245,6 +259,19 @@ class Trainer:
                 "history": history, "run_words": words_run,
                 "train_seconds": round(train_seconds, 3)}
 
+    def _train_share(self, replicas: Replicas, work: list[Any]) -> tuple[float, float]:
+        """This process's calls of a round, local round by local round, then the exchange
+        with the other workers (placement.py); (summed loss, pairs) of the whole round."""
+        loss_sum, count = 0.0, 0.0
+        for i in range(0, len(work), replicas.round_size):
+            part = replicas.train_round(work[i:i + replicas.round_size])
+            loss_sum, count = loss_sum + part[0], count + part[1]
+        if self.placement.count == 1:
+            return loss_sum, count
+        loss_sum, count = self.placement.exchange(loss_sum, count)
+        replicas.refresh()   # the threads' copies take the exchanged tables
+        return loss_sum, count
+
     def _set_position(self, s: dict[str, int], epoch: int, chunk: int, call: int) -> None:
         s.update(epoch=epoch, chunk=chunk, call=call)
         for key in ("step", "epoch", "chunk", "call"):
@@ -255,7 +282,9 @@ class Trainer:
 
         loss_sum, count = self.epoch_loss.numpy()
         t0 = time.perf_counter()
-        scores = self.evaluate(self.model.input_embeddings.numpy())
+        # the chief evaluates (the other workers' tables are the same)
+        scores = (self.evaluate(self.model.input_embeddings.numpy())
+                  if self.placement.is_chief else {})
         eval_seconds = time.perf_counter() - t0
         record = {"epoch": epoch + 1, "loss": round(float(loss_sum / max(count, 1.0)), 6),
                   "words_per_sec": round(words_run / max(seconds, 1e-9), 1),
@@ -267,6 +296,8 @@ class Trainer:
                 if key in record:
                     tf.summary.scalar(f"eval/{key}", record[key])
         tracking.log_metrics({k: v for k, v in record.items() if k != "epoch"}, step=epoch + 1)
+        if not self.placement.is_chief:
+            return record
         log.info("epoch %d: loss %.4f, %.0f words/s, analogy %.4f, ws353 %.4f", epoch + 1,
                  record["loss"], record["words_per_sec"], record.get("analogy_accuracy", 0),
                  record.get("wordsim353_spearman", 0))
@@ -291,9 +322,13 @@ def clock(seconds: float) -> str:
     return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
 
 
-def build_trainer(cfg: Config) -> Trainer:
+def build_trainer(cfg: Config, out: Path | None = None, placement: Any = None) -> Trainer:
     """Check the inputs (eval files first: fail before training), load vocab and corpus, and
-    return the Trainer that resumes from any matching checkpoint."""
+    return the Trainer that resumes from any matching checkpoint.
+
+    `out`: the folder of checkpoints/ and tensorboard/ (default <paths.word2vec>; a
+    distributed job's folder for its workers). `placement`: placement.Local (default) or a
+    distributed job's SyncWorkers."""
     from tasks.embeddings.model import Word2VecSpec  # TensorFlow loads here, not on import
 
     w = cfg.word2vec
@@ -307,10 +342,12 @@ def build_trainer(cfg: Config) -> Trainer:
     if float(np.asarray(vocab.keep_prob)[ids].sum()) < 2:
         raise PipelineError(f"{corpus}: no in-vocabulary tokens to train on")
     spec = Word2VecSpec.from_params(w, vocab.size, cfg.seed)
-    out = cfg.path("word2vec")
-    out.mkdir(parents=True, exist_ok=True)
-    for stale in ("embeddings.npy", "model.json"):   # never left beside a newer checkpoint
-        (out / stale).unlink(missing_ok=True)
+    stage_out = cfg.path("word2vec")
+    stage_out.mkdir(parents=True, exist_ok=True)
+    if placement is None or placement.is_chief:
+        for stale in ("embeddings.npy", "model.json"):   # never left beside a newer checkpoint
+            (stage_out / stale).unlink(missing_ok=True)
+    out = out or stage_out
     fp = fingerprint(cfg, cfg.path("vocab") / "vocab.npz", corpus)
     return Trainer(cfg, spec, vocab, ids, starts, out, fp,
-                   lambda emb: w2v_eval.evaluate(cfg, vocab, emb))
+                   lambda emb: w2v_eval.evaluate(cfg, vocab, emb), placement)
