@@ -75,7 +75,7 @@ class SyncWorkers:
         self.threads = max(1, int(threads) // count)
         self.is_chief = index == 0
         self.rounds_per_exchange = max(1, int(exchange_every))
-        self._exchange = self._start = None
+        self._exchange = None
         self.exchanges, self.exchange_seconds = 0, 0.0   # communication time, for the reports
 
     def share(self, calls: Sequence[Any]) -> Sequence[Any]:

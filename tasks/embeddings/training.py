@@ -2,7 +2,8 @@
 
 Params: `seed`, `word2vec` (model, loss, dims, window, negatives, epochs, batch_size,
 learning_rate, min_learning_rate, checkpoint_every, threads). Used by the word2vec stage
-(tasks/word2vec.py) through `build_trainer(cfg)`.
+(tasks/word2vec.py) through `build_trainer(cfg)`, and by sync distributed workers
+(tasks/distributed/worker.py) with a placement.SyncWorkers.
 
 - Work order: epoch -> corpus chunk (tasks/embeddings/inputs.py) -> rounds -> calls. A call is
   S steps of one window-radius bucket run by one XLA-compiled in-graph loop
