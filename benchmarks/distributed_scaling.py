@@ -21,7 +21,7 @@ machine that talks over 127.0.0.1 (other engineers' tests, MLflow, Prefect) adds
 
 Runs: `single` = `python -m tasks.word2vec` (the stage itself); `sync1`, `sync2` =
 MultiWorkerMirroredStrategy with 1 and 2 local workers; `async2` = 2 workers + 1 parameter
-server (+ the chief). Words/second = corpus tokens x epochs / training seconds (the training
+server. Words/second = corpus tokens x epochs / training seconds (the training
 loop, without process start-up and evaluation); wall = the whole job. This is a report, not
 a test: on a 2-core machine more processes only add gRPC and scheduling overhead.
 """

@@ -1,4 +1,4 @@
-"""Cluster shapes, TF_CONFIG for every task, the step plan, and the `distributed` params."""
+"""Cluster shapes, TF_CONFIG for every task, and the `distributed` params."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ from tasks.distributed.cluster import (
     tf_config,
     tf_config_from_pod_env,
 )
-from tasks.distributed.runtime import Plan
 
 
 def test_shapes_list_their_tasks_and_chief():
@@ -27,9 +26,10 @@ def test_shapes_list_their_tasks_and_chief():
     assert sync.chief == ("worker", 0) and not sync.is_server_only("worker")
     a = ClusterShape("async", 2, 1)
     assert a.tag == "async-2w-1ps"
-    assert a.tasks() == [("ps", 0), ("worker", 0), ("worker", 1), ("chief", 0)]
-    assert a.chief == ("chief", 0)
-    assert a.is_server_only("worker") and a.is_server_only("ps") and not a.is_server_only("chief")
+    # the parameter servers first (the workers need them); worker 0 is the chief, as in sync
+    assert a.tasks() == [("ps", 0), ("worker", 0), ("worker", 1)]
+    assert a.chief == ("worker", 0)
+    assert a.is_server_only("ps") and not a.is_server_only("worker")
     with pytest.raises(PipelineError, match="parameter server"):
         ClusterShape("async", 2, 0)
     with pytest.raises(PipelineError, match="at least one worker"):
@@ -40,7 +40,7 @@ def test_local_tf_config_for_every_task_is_consistent():
     shape = ClusterShape("async", 2, 2)
     cluster = local_cluster(shape)
     addresses = [a for role in cluster.values() for a in role]
-    assert len(addresses) == 5 and len(set(addresses)) == 5  # one free port per task
+    assert len(addresses) == 4 and len(set(addresses)) == 4  # one free port per task
     assert all(a.startswith("127.0.0.1:") for a in addresses)
     for role, index in shape.tasks():
         config = json.loads(tf_config(cluster, role, index))
@@ -49,7 +49,7 @@ def test_local_tf_config_for_every_task_is_consistent():
         task = current_task({"TF_CONFIG": tf_config(cluster, role, index)})
         assert (task.type, task.index) == (role, index)
         assert task.shape == shape
-        assert task.is_chief == (role == "chief")
+        assert task.is_chief == ((role, index) == ("worker", 0))
     with pytest.raises(PipelineError, match="no task worker:2"):
         tf_config(cluster, "worker", 2)
 
@@ -82,20 +82,6 @@ def test_pod_builds_its_tf_config_from_the_indexed_job_env():
         tf_config_from_pod_env({**env, "JOB_COMPLETION_INDEX": "4"})
     with pytest.raises(PipelineError, match="cannot build TF_CONFIG"):
         tf_config_from_pod_env({"TF_TASK_TYPE": "worker"})
-
-
-def test_plan_chunks_stop_at_checkpoints_and_epoch_ends():
-    plan = Plan(steps_per_epoch=10, epochs=2, steps_per_execution=4, checkpoint_every=6,
-                learning_rate=0.025, min_learning_rate=0.0001)
-    chunks = list(plan.chunks(0))
-    assert sum(n for _, _, n in chunks) == plan.total_steps == 20
-    ends = [first + n for _, first, n in chunks]
-    assert {6, 10, 12, 18, 20} <= set(ends)           # checkpoints and epoch ends
-    assert all(n <= 4 for _, _, n in chunks)
-    assert [e for e, _, _ in chunks] == sorted(e for e, _, _ in chunks)
-    resumed = list(plan.chunks(12))                   # a restart continues at the saved step
-    assert resumed[0][:2] == (1, 12) and sum(n for *_, n in resumed) == 8
-    assert plan.position(13) == (1, 3)
 
 
 def test_distributed_params_are_validated(make_cfg):

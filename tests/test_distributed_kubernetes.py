@@ -35,7 +35,7 @@ def manifests_for(make_cfg, **overrides):
 
 
 @pytest.mark.parametrize(("strategy", "roles"), [
-    ("sync", {"worker": 4}), ("async", {"ps": 2, "worker": 4, "chief": 1})])
+    ("sync", {"worker": 4}), ("async", {"ps": 2, "worker": 4})])
 def test_manifests_validate_against_the_kubernetes_schemas(make_cfg, strategy, roles):
     cfg, manifests = manifests_for(make_cfg, **{
         "distributed.strategy": strategy, "distributed.workers": 4, "distributed.ps": 2,
@@ -96,7 +96,7 @@ def test_dry_run_prints_yaml_of_every_manifest(make_cfg, repo_params):
     overrides = distributed_overrides("kubernetes", "async", 4, 2, "registry.example/w2v:1.0")
     cfg = make_cfg(**overrides)
     docs = list(yaml.safe_load_all(dry_run_text(cfg, overrides)))
-    assert [d["kind"] for d in docs] == ["Service", "NetworkPolicy", "Job", "Job", "Job"]
+    assert [d["kind"] for d in docs] == ["Service", "NetworkPolicy", "Job", "Job"]  # ps, worker
     for doc in docs:
         kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
     args = docs[2]["spec"]["template"]["spec"]["containers"][0]["command"]
@@ -157,7 +157,7 @@ class FakeApiHandler(http.server.BaseHTTPRequestHandler):
             role = job["metadata"]["labels"]["app.kubernetes.io/component"]
             self.server.polls += 1
             conditions = []
-            if self.server.polls > 6 and role == (self.server.fail_role or "chief"):
+            if self.server.polls > 6 and role == (self.server.fail_role or "worker"):
                 kind = "Failed" if self.server.fail_role else "Complete"
                 conditions = [{"type": kind, "status": "True"}]
             self._send(200, {**job, "status": {"conditions": conditions}})
@@ -197,18 +197,18 @@ def test_submit_watch_logs_and_cleanup_through_the_client(make_cfg, tmp_path, mo
         ok, reason = k8s.run_job(cfg, "w2v-t", ["--job", "w2v-t"], {}, lines.append, poll=0.05)
     finally:
         server.shutdown()
-    assert ok and reason == "job w2v-t-chief complete"
+    assert ok and reason == "job w2v-t-worker complete"
     posts = [p for m, p in server.requests if m == "POST"]
     assert posts == ["/api/v1/namespaces/ml/services",
                      "/apis/networking.k8s.io/v1/namespaces/ml/networkpolicies"] + [
-        "/apis/batch/v1/namespaces/ml/jobs"] * 3
-    assert "[w2v-t-chief-0] training on w2v-t-chief-0" in lines
+        "/apis/batch/v1/namespaces/ml/jobs"] * 2
+    assert "[w2v-t-worker-0] training on w2v-t-worker-0" in lines
     assert any(line.startswith("[kubernetes] w2v-t: ps=Running") for line in lines)
     deleted = sorted(p.split("?")[0] for m, p in server.requests if m == "DELETE")
     assert deleted == sorted(
         ["/api/v1/namespaces/ml/services/w2v-t",
          "/apis/networking.k8s.io/v1/namespaces/ml/networkpolicies/w2v-t-peers"]
-        + [f"/apis/batch/v1/namespaces/ml/jobs/w2v-t-{r}" for r in ("chief", "ps", "worker")])
+        + [f"/apis/batch/v1/namespaces/ml/jobs/w2v-t-{r}" for r in ("ps", "worker")])
     assert server.objects == {}  # nothing left behind
 
 
@@ -231,6 +231,6 @@ def test_example_manifests_in_deploy_validate():
         for doc in yaml.safe_load_all(path.read_text()):
             kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
             kinds.append(doc["kind"])
-    assert kinds.count("Job") == 4 and kinds.count("Service") == 2
+    assert kinds.count("Job") == 3 and kinds.count("Service") == 2
     assert kinds.count("NetworkPolicy") == 2  # one per example job
     assert {"Role", "RoleBinding"} <= set(kinds)

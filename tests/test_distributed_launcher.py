@@ -47,8 +47,8 @@ if plan == "crash-once-then-ok":
     sys.exit(0)
 if plan == "crash":
     sys.exit(1)
-if plan == "wait-for-restart":   # the async chief: done once worker 0 came back
-    marker = Path(sys.argv[1]).parent / "started-worker-0"
+if plan == "wait-for-restart":   # the async chief: done once worker 1 came back
+    marker = Path(sys.argv[1]).parent / "started-worker-1"
     deadline = time.time() + 60
     while time.time() < deadline:
         if marker.exists() and len(marker.read_text().split()) >= 2:
@@ -138,19 +138,31 @@ def test_restarts_are_bounded(tmp_path):
 
 def test_an_async_worker_is_restarted_alone_at_the_same_address(tmp_path):
     lines: list[str] = []
-    plan = {"ps:0": "serve", "worker:0": "crash-once", "worker:1": "serve",
-            "chief:0": "wait-for-restart"}
+    plan = {"ps:0": "serve", "worker:1": "crash-once", "worker:0": "wait-for-restart"}
     job = make_job(tmp_path, ClusterShape("async", 2, 1), plan, lines, timeout=90,
                    max_restarts=1)
     result = job.run()
     assert result.ok, result.reason
-    assert result.tasks["worker:0"]["starts"] == 2
-    assert [result.tasks[n]["starts"] for n in ("ps:0", "worker:1", "chief:0")] == [1, 1, 1]
-    first, second = (tmp_path / "started-worker-0").read_text().split()
-    assert first == second  # same host:port, so the coordinator reconnects to it
+    assert result.tasks["worker:1"]["starts"] == 2
+    assert [result.tasks[n]["starts"] for n in ("ps:0", "worker:0")] == [1, 1]
+    assert "[launcher] restarting worker:1 alone (1/1)" in lines
+    first, second = (tmp_path / "started-worker-1").read_text().split()
+    assert first == second  # the same host:port: the cluster spec stays valid
     # Servers never exit by themselves: the launcher stops them once the chief is done.
     assert result.tasks["ps:0"]["exit_codes"] == [-15]
     assert all(not alive(t.proc.pid) for t in job.tasks.values())
+
+
+def test_a_lost_async_chief_restarts_the_whole_job(tmp_path):
+    lines: list[str] = []
+    plan = {"ps:0": "serve", "worker:0": "crash-once-then-ok", "worker:1": "slow-ok"}
+    job = make_job(tmp_path, ClusterShape("async", 2, 1), plan, lines, timeout=90,
+                   max_restarts=1)
+    result = job.run()
+    assert result.ok, result.reason
+    # the servers' tables came from the chief: everything starts again from its checkpoint
+    assert [result.tasks[n]["starts"] for n in ("ps:0", "worker:0", "worker:1")] == [2, 2, 2]
+    assert any(line.startswith("[launcher] restarting the whole job") for line in lines)
 
 
 @pytest.mark.timeout(60)
@@ -179,10 +191,10 @@ print("RESULT", json.dumps({"ok": result.ok, "reason": result.reason}), flush=Tr
 
 
 def launch_in_a_process(tmp_path: Path) -> tuple[subprocess.Popen, dict[str, int]]:
-    """A launcher process (main thread, default signal handlers) whose four tasks all serve."""
+    """A launcher process (main thread, default signal handlers) whose three tasks all serve."""
     (tmp_path / "child.py").write_text(CHILD)
     (tmp_path / "plan.json").write_text(json.dumps(
-        {n: "serve" for n in ("ps:0", "worker:0", "worker:1", "chief:0")}))
+        {n: "serve" for n in ("ps:0", "worker:0", "worker:1")}))
     (tmp_path / "launcher.py").write_text(LAUNCHER)
     proc = subprocess.Popen([sys.executable, str(tmp_path / "launcher.py"), str(tmp_path)],
                             cwd=Path(__file__).resolve().parents[1], stdout=subprocess.PIPE,
@@ -190,14 +202,14 @@ def launch_in_a_process(tmp_path: Path) -> tuple[subprocess.Popen, dict[str, int
     pids: dict[str, int] = {}
     assert proc.stdout is not None
     hello: set[str] = set()
-    for line in proc.stdout:  # until every task has said hello (all four are running)
+    for line in proc.stdout:  # until every task has said hello (all three are running)
         started = re.match(r"\[launcher\] started (\S+) pid (\d+)", line)
         if started:
             pids[started.group(1)] = int(started.group(2))
         said = re.match(r"\[(\S+)\] hello from", line)
         if said:
             hello.add(said.group(1))
-        if len(hello) == 4:
+        if len(hello) == 3:
             break
     return proc, pids
 
@@ -206,7 +218,7 @@ def launch_in_a_process(tmp_path: Path) -> tuple[subprocess.Popen, dict[str, int
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_stop_signal_stops_every_task_then_the_launcher(tmp_path, sig):
     proc, pids = launch_in_a_process(tmp_path)
-    assert set(pids) == {"ps:0", "worker:0", "worker:1", "chief:0"}
+    assert set(pids) == {"ps:0", "worker:0", "worker:1"}
     assert all(alive(pid) for pid in pids.values())
     sent = time.monotonic()
     proc.send_signal(sig)

@@ -2,7 +2,7 @@
 
 - the shim itself: a plain Python server asking for the wildcard address ends up on loopback
   (IPv4 and dual-stack IPv6), other addresses pass through;
-- a real async job (2 workers + 1 ps + chief, TensorFlow gRPC) through
+- a real async job (2 workers + 1 ps, TensorFlow gRPC) through
   `tasks.distributed.launch`: while it trains, every listening socket of every task process
   (found through /proc/<pid>/fd and /proc/net/tcp{,6}) is on a loopback address.
 """
@@ -111,10 +111,11 @@ def test_no_task_of_a_local_job_listens_on_every_interface(project):  # noqa: F8
     probe.start()
     result = launch(cfg, project / "params.yaml", overrides, on_line=on_line, job=job)
     probe.join(timeout=30)
-    assert result.ok and len(pids) == 4
+    assert result.ok and len(pids) == 3
     by_pid = {pid: name for name, pid in pids.items()}
     servers = {by_pid[pid] for _, _, pid in seen}
-    assert {"ps:0", "worker:0", "worker:1"} <= servers, seen  # they did listen...
+    # the parameter server did listen (workers only connect to it: they serve nothing)...
+    assert "ps:0" in servers, seen
     wildcard = [s for s in seen if s[0] in ("0.0.0.0", "::")]
     assert wildcard == [], f"listening on every interface: {wildcard}"
     assert all(is_loopback(addr) for addr, _, _ in seen), seen  # ...on loopback only

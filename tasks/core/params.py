@@ -240,8 +240,8 @@ class Distributed:
     backend: Literal["local", "kubernetes"]
     workers: int = bounded(ge=1, le=256)
     ps: int = bounded(ge=0, le=64)
-    steps_per_execution: int = bounded(ge=1, le=10000)
     exchange_every: int = bounded(ge=1, le=10000)
+    push_every: int = bounded(ge=1, le=10000)
     max_restarts: int = bounded(ge=0, le=100)
     timeout: float = bounded(gt=0)
     shared_path: str

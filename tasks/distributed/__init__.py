@@ -5,9 +5,9 @@
 
 Params section: `distributed` (strategy, backend, workers, ps, ... see params.yaml).
 Modules: cluster (shapes, TF_CONFIG), launcher_local / kubernetes (backends), worker (the
-task process; sync runs the word2vec stage's own Trainer, tasks/embeddings/placement.py),
-train_async (the parameter-server loop), runtime (job folder, plan, checkpoints), shards
-(async input files), w2v (the word2vec model and stage outputs).
+task process: every worker runs the word2vec stage's own Trainer with a placement,
+tasks/embeddings/placement.py for sync, parameter_servers.py for async), runtime (the job
+folder), w2v (the word2vec data and stage outputs).
 The outputs are those of the single-process `word2vec` stage (docs/distributed.md).
 """
 
@@ -52,7 +52,7 @@ def resumable_job_id(cfg: Config, shape: ClusterShape) -> str:
 
     The hash covers the single-process stage's checkpoint fingerprint (word2vec params, seed,
     vocab and corpus md5, trainer version) and the job's step arithmetic (shape,
-    steps_per_execution, exchange_every), so a re-run of a stopped or crashed local job finds
+    exchange_every, push_every), so a re-run of a stopped or crashed local job finds
     its job folder and resumes from the last checkpoint, and any change starts a new job.
     """
     import hashlib
@@ -64,8 +64,8 @@ def resumable_job_id(cfg: Config, shape: ClusterShape) -> str:
     if not (corpus.is_file() and vocab.is_file()):
         return new_job_id(shape)  # nothing to resume from; the tasks report the missing input
     key = {"fingerprint": fingerprint(cfg, vocab, corpus), "shape": shape.tag,
-           "steps_per_execution": cfg.distributed.steps_per_execution,
-           "exchange_every": cfg.distributed.exchange_every}
+           "exchange_every": cfg.distributed.exchange_every,
+           "push_every": cfg.distributed.push_every}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
     return f"w2v-{shape.tag}-{digest[:8]}"
 

@@ -2,14 +2,15 @@
 
 Params section: `distributed` (strategy, workers, ps).
 
-- sync (MultiWorkerMirroredStrategy): `workers` tasks of type `worker`; worker 0 is the chief
-  (it writes outputs and logs to MLflow). Every task trains.
-- async (ParameterServerStrategy + ClusterCoordinator): one `chief` (the coordinator, which
-  runs the training program), `workers` tasks of type `worker` and `ps` tasks of type `ps`;
-  workers and parameter servers only run a `tf.distribute.Server`.
+Both strategies train with `workers` tasks of type `worker`, each running the word2vec stage's
+Trainer; worker 0 is the chief (it checkpoints, writes the outputs and logs to MLflow).
+- sync (MultiWorkerMirroredStrategy): the workers all-reduce their updates.
+- async (parameter servers): `ps` tasks of type `ps` only run a `tf.distribute.Server` holding
+  the tables; the workers push their updates to them and pull (tasks/embeddings/
+  parameter_servers.py).
 
 `TF_CONFIG` is what TensorFlow reads in every task:
-`{"cluster": {"chief": [...], "worker": [...], "ps": [...]}, "task": {"type": t, "index": i}}`.
+`{"cluster": {"worker": [...], "ps": [...]}, "task": {"type": t, "index": i}}`.
 The local backend builds it with free loopback ports; in Kubernetes a pod builds it itself from
 `TF_CLUSTER_SPEC`, `TF_TASK_TYPE` and the Indexed Job's `JOB_COMPLETION_INDEX`
 (`tf_config_from_pod_env`), because one pod template serves every index of a role.
@@ -54,10 +55,10 @@ class ClusterShape:
 
     @property
     def roles(self) -> dict[str, int]:
-        """Role -> number of tasks, in start order (servers before the chief that needs them)."""
+        """Role -> number of tasks, in start order (servers before the workers that need them)."""
         if self.strategy == "sync":
             return {"worker": self.workers}
-        return {"ps": self.ps, "worker": self.workers, "chief": 1}
+        return {"ps": self.ps, "worker": self.workers}
 
     def tasks(self) -> list[tuple[str, int]]:
         return [(role, i) for role, n in self.roles.items() for i in range(n)]
@@ -65,11 +66,11 @@ class ClusterShape:
     @property
     def chief(self) -> tuple[str, int]:
         """The task that writes checkpoints' final copy, outputs and MLflow records."""
-        return ("worker", 0) if self.strategy == "sync" else ("chief", 0)
+        return ("worker", 0)
 
     def is_server_only(self, role: str) -> bool:
-        """True for tasks that only serve gRPC (async workers and ps): the chief ends them."""
-        return self.strategy == "async" and role in ("worker", "ps")
+        """True for tasks that only serve gRPC (parameter servers): stopped after the chief."""
+        return role == "ps"
 
     @property
     def tag(self) -> str:

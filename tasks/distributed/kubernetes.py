@@ -4,7 +4,7 @@ Params section: `distributed` (strategy, workers, ps, image, namespace, volume_c
 mount_path, workdir, cpu, memory, timeout, max_restarts).
 
 One job = one headless Service + one NetworkPolicy + one Indexed Job per role (sync:
-`worker`; async: `chief`, `worker`, `ps`), all labelled `app.kubernetes.io/instance: <job>`:
+`worker`; async: `worker`, `ps`), all labelled `app.kubernetes.io/instance: <job>`:
 - the NetworkPolicy admits ingress to the job's pods only on the gRPC port and only from pods
   of the same job (TensorFlow's servers have no authentication; a pod must listen on its pod
   IP, so the network decides who may dial it). It takes effect where the cluster's network
@@ -23,7 +23,7 @@ itself, but it needs its CRD and controller installed; plain Jobs run on any clu
 validated offline against the Kubernetes schemas (docs/distributed.md).
 
 `run_job` submits with the official `kubernetes` client, polls until the job that decides
-the outcome (sync: worker; async: chief) completes or fails, prints every pod's log with a
+the outcome (the workers, whose index 0 is the chief) completes or fails, prints every pod's log with a
 `[pod]` prefix, and deletes what it created (unless `keep`).
 """
 

@@ -22,14 +22,14 @@ What it does, and why:
 - Failure handling follows what each strategy can survive:
   * sync (all-reduce): one lost worker blocks every collective, so the whole job is stopped
     and started again on fresh ports; the chief resumes from the last checkpoint.
-  * async: a lost worker is restarted alone on the same address (the ClusterCoordinator
-    re-sends its closures elsewhere meanwhile and reconnects); a lost chief or parameter
+  * async: a lost worker other than the chief is restarted alone (the others train on; it
+    resumes at its last exchange with the servers' tables); a lost chief or parameter
     server restarts the whole job from the last checkpoint.
   * exit code 2 is an expected, deterministic failure (bad params or data): never retried.
   Restarts are bounded by `max_restarts` (job restarts + task restarts together).
-- The job succeeds when the chief (sync worker 0, async chief) exits 0: it writes the
-  outputs after every collective step is over. Other sync workers get a grace period to
-  exit by themselves; async workers and parameter servers, which serve forever, are stopped.
+- The job succeeds when the chief (worker 0) exits 0: it writes the outputs after every
+  worker's last update. The other workers get a grace period to exit by themselves;
+  parameter servers, which serve forever, are stopped.
 """
 
 from __future__ import annotations
@@ -203,7 +203,8 @@ class LocalJob:
         if self.restarts >= self.max_restarts:
             return f"{task.name} failed (exit {code}) after {self.restarts} restart(s)"
         self.restarts += 1
-        if self.shape.strategy == "async" and task.role == "worker":
+        if self.shape.strategy == "async" and task.role == "worker" and (
+                task.role, task.index) != self.shape.chief:
             self.on_line(f"[launcher] restarting {task.name} alone "
                          f"({self.restarts}/{self.max_restarts})")
             self._spawn(task)

@@ -4,8 +4,8 @@ Params sections: `seed`, `paths` (prepared, vocab, word2vec), `word2vec`.
 
 The one place that knows the single-process stage's pieces (tasks/text/vocabulary.py,
 tasks/embeddings/model.py, inputs.py, evaluation.py), so that the distributed job trains the
-same model from the same input generator (each worker on its own shard of the batches, so not
-step-for-step the single process's batches) and publishes the same files.
+same model with the stage's own Trainer (tasks/embeddings/training.py) and publishes the same
+files.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,33 +63,11 @@ class TrainingData:
         spec = Word2VecSpec.from_params(w, vocab.size, cfg.seed)
         return cls(cfg, vocab, ids, starts, spec)
 
-    def model(self) -> Any:
-        """A new Word2VecModel; call under strategy.scope() (it creates the variables)."""
-        from tasks.embeddings.model import Word2VecModel
-
-        return Word2VecModel(self.spec, self.vocab.noise_prob)
-
     def evaluator(self) -> Any:
         """embeddings [V, d] -> the stage's evaluation scores (the Trainer's epoch-end call)."""
         from tasks.embeddings import evaluation as w2v_eval
 
         return lambda embeddings: w2v_eval.evaluate(self.cfg, self.vocab, embeddings)
-
-    def batches(self, batch_size: int, epoch: int, shard: int,
-                num_shards: int) -> Iterator[tuple[np.ndarray, ...]]:
-        """This shard's batches of `epoch`: (centers, contexts, context_mask, seed) arrays.
-
-        Shards are whole corpus chunks (chunk k goes to shard k % num_shards), so chunks are
-        made small enough that every shard gets about four: balanced shards keep the sync
-        workers' step counts (the smallest shard decides) close to the average.
-        """
-        from tasks.embeddings import inputs as w2v_input
-
-        chunk = min(w2v_input.CHUNK_TOKENS, max(1000, -(-self.tokens // (4 * num_shards))))
-        for batch in w2v_input.batches(self.ids, self.starts, self.vocab, self.spec, batch_size,
-                                       epoch=epoch, seed=self.cfg.seed, shard_index=shard,
-                                       num_shards=num_shards, chunk_tokens=chunk):
-            yield tuple(batch)
 
 
 def embeddings_of(model: Any) -> np.ndarray:

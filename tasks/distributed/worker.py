@@ -5,17 +5,18 @@
 Params: every section the word2vec stage reads, plus `distributed`.
 Role (from TF_CONFIG, or in a Kubernetes pod from TF_CLUSTER_SPEC + TF_TASK_TYPE +
 JOB_COMPLETION_INDEX):
-- async `ps` / `worker`: start a tf.distribute.Server and serve until the launcher stops it;
-- async `chief`: the ClusterCoordinator program (train_async.py);
-- sync `worker`: the word2vec stage's Trainer on its share of the calls, exchanging updates
-  with the others over MultiWorkerMirroredStrategy (tasks/embeddings/placement.py).
-The chief (sync worker 0, async chief) alone opens the MLflow run (stage `word2vec`, tags
+- async `ps`: start a tf.distribute.Server (it holds the tables) and serve until the launcher
+  stops it;
+- `worker`: the word2vec stage's Trainer on its share of the calls, exchanging updates with
+  the others: sync over MultiWorkerMirroredStrategy (tasks/embeddings/placement.py), async
+  through the parameter servers (tasks/embeddings/parameter_servers.py).
+The chief (worker 0) alone opens the MLflow run (stage `word2vec`, tags
 cluster_shape, strategy, backend, job), evaluates, and writes the word2vec stage's outputs
 (<paths.word2vec>/embeddings.npy + model.json, tensorboard/ with the projector, and the job's
 checkpoints and summaries under checkpoints/distributed/ and tensorboard/distributed/),
 <paths.metrics>/word2vec.json and word2vec_loss.json, with the single-process stage's names
 and formats (tasks/word2vec.py), so export and cnn consume them unchanged; it also copies the
-metrics to <job>/result.json for the launcher. Sync workers exit after the chief has published.
+metrics to <job>/result.json for the launcher. The other workers exit after the chief has published.
 Exit codes: 0 done, 2 expected failure (bad params/data: `error: ...`), 1 crash.
 """
 
@@ -40,10 +41,10 @@ from tasks.core.stage import (
 )
 from tasks.distributed import w2v
 from tasks.distributed.cluster import Task, current_task, tf_config_from_pod_env
-from tasks.distributed.runtime import JobDir, plan_for
+from tasks.distributed.runtime import JobDir
 
 log = logging.getLogger("tasks.distributed")
-PUBLISH_WAIT = 900.0  # seconds a sync worker waits for the chief's outputs before exiting
+PUBLISH_WAIT = 900.0  # seconds a worker waits for the chief's outputs before exiting
 
 
 def exit_with_launcher(poll: float = 1.0) -> None:
@@ -67,7 +68,7 @@ def exit_with_launcher(poll: float = 1.0) -> None:
 
 
 def serve(task: Task) -> None:
-    """Run this task's gRPC server until the process is stopped (async workers and ps)."""
+    """Run this parameter server until the process is stopped (it holds the async tables)."""
     import tensorflow as tf
 
     resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
@@ -77,72 +78,53 @@ def serve(task: Task) -> None:
     server.join()
 
 
-def run_sync(cfg: Config, job: JobDir, task: Task, data: w2v.TrainingData) -> dict[str, Any]:
-    """The word2vec stage's own Trainer on this worker's share of every round; the workers
-    exchange their summed updates (tasks/embeddings/placement.py). The chief checkpoints
-    into the job folder; every worker starts from the chief's state."""
+def placement_for(cfg: Config, task: Task) -> Any:
+    """SyncWorkers (an all-reduce over MultiWorkerMirroredStrategy) or AsyncWorkers (push
+    and pull through the parameter servers) for this worker (tasks/embeddings/)."""
+    shape, dist = task.shape, cfg.distributed
+    if shape.strategy == "async":
+        from tasks.embeddings.parameter_servers import AsyncWorkers
+
+        return AsyncWorkers(task.cluster["ps"], task.index, shape.workers, dist.push_every,
+                            cfg.word2vec.threads, dist.timeout)
+    import tensorflow as tf
+
     from tasks.embeddings.placement import SyncWorkers
+
+    return SyncWorkers(tf.distribute.MultiWorkerMirroredStrategy(), task.index, shape.workers,
+                       dist.exchange_every, cfg.word2vec.threads)
+
+
+def run_trainer(cfg: Config, job: JobDir, task: Task, data: w2v.TrainingData) -> dict[str, Any]:
+    """The word2vec stage's own Trainer on this worker's share of every round, with the
+    strategy's placement. The chief checkpoints into the job folder; every worker starts
+    from the chief's state."""
     from tasks.embeddings.replicas import configure_runtime
     from tasks.embeddings.training import Trainer, fingerprint
 
     configure_runtime()   # before the strategy's first TF op, as the stage does
-    import tensorflow as tf
-
-    strategy = tf.distribute.MultiWorkerMirroredStrategy()
-    placement = SyncWorkers(strategy, task.index, task.shape.workers,
-                            cfg.distributed.exchange_every, cfg.word2vec.threads)
+    placement = placement_for(cfg, task)
     corpus, vocab = cfg.path("prepared") / "corpus.txt", cfg.path("vocab") / "vocab.npz"
     trainer = Trainer(cfg, data.spec, data.vocab, data.ids, data.starts, job.root,
                       fingerprint(cfg, vocab, corpus), data.evaluator(), placement)
     result = trainer.run()
     seconds = result["train_seconds"]
-    # Every worker's digest: identical tables after the last exchange are the point.
+    # Every worker's digest: sync workers are identical after the last exchange.
     write_json(job.root / "replicas" / f"{task.type}-{task.index}.json",
                {"step": result["steps"], "sha256": w2v.digest(trainer.model)})
     return {**{k: v for k, v in result.items() if k != "run_words"},
             "words_per_sec": round(result["run_words"] / seconds, 1) if seconds > 0 else 0.0,
-            "exchange_every": cfg.distributed.exchange_every, "exchanges": placement.exchanges,
-            # time in the all-reduce, waits for slower workers included
+            "exchange_every": placement.rounds_per_exchange, "exchanges": placement.exchanges,
+            # time in the exchanges (sync: waits for slower workers included)
             "exchange_seconds": round(placement.exchange_seconds, 3),
             "model_obj": trainer.model}
-
-
-def run_async(cfg: Config, job: JobDir, task: Task, data: w2v.TrainingData) -> dict[str, Any]:
-    import tensorflow as tf
-
-    from tasks.distributed import train_async
-
-    shape = task.shape
-    resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
-    partitioner = tf.distribute.experimental.partitioners.FixedShardsPartitioner(shape.ps)
-    strategy = tf.distribute.ParameterServerStrategy(resolver, variable_partitioner=partitioner)
-    with strategy.scope():
-        model = data.model()
-        step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
-    coordinator = tf.distribute.coordinator.ClusterCoordinator(strategy)
-    batch_size = cfg.word2vec.batch_size
-    writer = train_async.ShardWriter(
-        job, lambda epoch, shard: data.batches(batch_size, epoch, shard, shape.workers),
-        shape.workers, batch_size)
-    try:
-        steps = writer.get(0)["count"]
-        plan = plan_for(cfg, steps)
-        result = train_async.train(strategy, coordinator, model, step, writer, plan, job, task,
-                                   data.tokens / plan.steps_per_epoch)
-    except BaseException:
-        writer.close()  # the shards stay: a restarted job reuses them
-        raise
-    writer.close(drop_all=True)
-    return {**result, "steps_per_epoch": steps, "batch_size_per_worker": batch_size,
-            "model_obj": model}
 
 
 def train_and_publish(cfg: Config, job: JobDir, task: Task) -> dict[str, Any]:
     """Train this task's part; the chief also evaluates and writes the stage's outputs."""
     started = time.perf_counter()
     data = w2v.TrainingData.load(cfg)
-    runner = run_sync if task.shape.strategy == "sync" else run_async
-    result = runner(cfg, job, task, data)
+    result = run_trainer(cfg, job, task, data)
     model = result.pop("model_obj")
     if not task.is_chief:
         # Exit after the chief: leaving first would take this task out of the chief's

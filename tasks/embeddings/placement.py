@@ -45,7 +45,7 @@ MERGE_WIDTH = 2.0   # replicas whose updates of one row are summed in full (modu
 class Local:
     """The single-process placement: this process trains every call."""
 
-    index, count, is_chief, rounds_per_exchange = 0, 1, True, 1
+    index, count, is_chief, rounds_per_exchange, needs_exchange = 0, 1, True, 1, False
 
     def share(self, calls: Sequence[Any]) -> Sequence[Any]:
         return calls
@@ -59,6 +59,10 @@ class Local:
 
     def exchange(self, loss_sum: float, count: float) -> tuple[float, float]:
         return loss_sum, count
+
+    def finish(self, model: Any) -> bool:
+        """Nothing to wait for; True would mean the tables changed after the last round."""
+        return False
 
 
 class SyncWorkers:
@@ -75,6 +79,7 @@ class SyncWorkers:
         self.threads = max(1, int(threads) // count)
         self.is_chief = index == 0
         self.rounds_per_exchange = max(1, int(exchange_every))
+        self.needs_exchange = count > 1   # one worker: the stage's loop exactly, no exchange
         self._exchange = None
         self.exchanges, self.exchange_seconds = 0, 0.0   # communication time, for the reports
 
@@ -153,3 +158,7 @@ class SyncWorkers:
         self.exchanges += 1
         self.exchange_seconds += time.perf_counter() - started
         return float(totals[0]), float(totals[1])
+
+    def finish(self, model: Any) -> bool:
+        """The last exchange left every worker with the same tables: nothing to do."""
+        return False

@@ -250,6 +250,8 @@ class Trainer:
                     self.epoch_loss.assign([0.0, 0.0])
                     self._set_position(s, epoch + 1, 0, 0)
                     self._save(history)
+            if place.finish(self.model):   # an async chief took the others' last updates
+                self._save(history)
         finally:
             stop.set()
             replicas.close()
@@ -267,7 +269,7 @@ class Trainer:
         for i in range(0, len(work), replicas.round_size):
             part = replicas.train_round(work[i:i + replicas.round_size])
             loss_sum, count = loss_sum + part[0], count + part[1]
-        if self.placement.count == 1:
+        if not self.placement.needs_exchange:
             return loss_sum, count
         loss_sum, count = self.placement.exchange(loss_sum, count)
         replicas.refresh()   # the threads' copies take the exchanged tables
