@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -136,13 +137,19 @@ def test_restarts_are_bounded(tmp_path):
     assert result.tasks["worker:0"]["exit_codes"] == [1, 1, 1]
 
 
-def test_an_async_worker_is_restarted_alone_at_the_same_address(tmp_path):
+def run_async_job(tmp_path: Path, plan: dict) -> tuple[Any, list[str], LocalJob]:
+    """A 2-worker + 1-ps job of `plan`, one restart allowed; it must succeed."""
     lines: list[str] = []
-    plan = {"ps:0": "serve", "worker:1": "crash-once", "worker:0": "wait-for-restart"}
     job = make_job(tmp_path, ClusterShape("async", 2, 1), plan, lines, timeout=90,
                    max_restarts=1)
     result = job.run()
     assert result.ok, result.reason
+    return result, lines, job
+
+
+def test_an_async_worker_is_restarted_alone_at_the_same_address(tmp_path):
+    result, lines, job = run_async_job(tmp_path, {
+        "ps:0": "serve", "worker:1": "crash-once", "worker:0": "wait-for-restart"})
     assert result.tasks["worker:1"]["starts"] == 2
     assert [result.tasks[n]["starts"] for n in ("ps:0", "worker:0")] == [1, 1]
     assert "[launcher] restarting worker:1 alone (1/1)" in lines
@@ -154,12 +161,8 @@ def test_an_async_worker_is_restarted_alone_at_the_same_address(tmp_path):
 
 
 def test_a_lost_async_chief_restarts_the_whole_job(tmp_path):
-    lines: list[str] = []
-    plan = {"ps:0": "serve", "worker:0": "crash-once-then-ok", "worker:1": "slow-ok"}
-    job = make_job(tmp_path, ClusterShape("async", 2, 1), plan, lines, timeout=90,
-                   max_restarts=1)
-    result = job.run()
-    assert result.ok, result.reason
+    result, lines, _ = run_async_job(tmp_path, {
+        "ps:0": "serve", "worker:0": "crash-once-then-ok", "worker:1": "slow-ok"})
     # the servers' tables came from the chief: everything starts again from its checkpoint
     assert [result.tasks[n]["starts"] for n in ("ps:0", "worker:0", "worker:1")] == [2, 2, 2]
     assert any(line.startswith("[launcher] restarting the whole job") for line in lines)
