@@ -8,26 +8,32 @@ a simulation: every figure it starts from is a per-worker measurement on this 2-
 with the same keys to use newer ones). One worker = one machine like this box.
 
 Inputs (per worker):
-- `single_words_per_sec`: the single-process stage (XLA, both cores) = the compute rate of a
-  worker that trains locally with the stage's compiled call;
-- `sparse_compute_words_per_sec`: the current distributed step without its all-reduce;
-- `words_per_step`: words one worker covers in one step;
-- `bytes_per_step`: bytes of its own sparse gradient rows per step (rows x dims x 4, both
-  tables);
-- `model_bytes`: both [V, d] float32 tables (what model averaging all-reduces);
+- `single_words_per_sec` (R): the single-process stage (XLA, both cores) = the compute rate
+  of a worker on a 2-core machine: every worker runs the stage's Trainer;
+- `sync_words_per_exchange`, `async_words_per_exchange` (h): words one worker trains
+  between two exchanges (`exchange_every` / `push_every` local rounds, from the benchmark's
+  exchange counts);
+- `model_bytes` (M): both [V, d] float32 tables; async sends them as float16 (M/2 each way);
+- `sync_exchange_cpu_s`: one all-reduce of the dense tables between 2 loopback workers
+  (serialisation and the reduction: it does not shrink with faster links);
+- `async_worker_cpu_s`, `async_server_cpu_s`: CPU of one push + pull in the worker and in
+  the parameter servers (together);
 - `latency_s`: per message hop.
 
-Placements modelled (t = time per step or per exchange, B = link bandwidth in bytes/s):
-- `sync, sparse all-gather every step` (today's MirroredStrategy loop): a ring all-gather of
-  IndexedSlices sends (N-1) x bytes_per_step per worker:
-  t = w/R_sparse + (N-1) b/B + 2(N-1) latency.
-- `sync, model averaging every H words` (local steps with the stage's compiled call, then a
-  ring all-reduce of both tables, 2(N-1)/N x model_bytes per worker): t = H/R_single +
-  2(N-1)/N M/B + 2(N-1) latency. Trade-off: replicas drift apart between exchanges (local SGD);
-  H bounds the drift, and the bigger H the less communication.
-- `async, parameter servers` (P = max(1, N/4) servers): each worker pulls its rows and pushes
-  their gradients, 2b per step on its link; the servers' links carry all of it:
-  words/s = min(N w / (w/R_sparse + 2b/B), P B w / (2 b)).
+Placements modelled (B = link bandwidth in bytes/s, N workers):
+- `sync` (periodic model averaging, placement.SyncWorkers): a ring all-reduce of both tables,
+  2(N-1)/N x M per worker: t = h/R + c_sync + 2(N-1)/N M/B + 2(N-1) latency; every worker
+  waits for the slowest, which the model ignores (it assumes identical machines).
+- `async` (parameter_servers.AsyncWorkers, P = max(1, N/4) servers): a worker's cycle is
+  t = h/R + c_w + M/B + 2 latency (M/2 pushed + M/2 pulled); the servers serve at most
+  P / c_s exchanges per second on their CPU and P B / M on their links:
+  words/s = min(N h / t, P h / c_s, P B h / M).
+
+Where it stops being trustworthy: it projects words/s, not quality. Beyond 2 replicas in all
+the merge scales updates down (placement.MERGE_WIDTH), and async staleness grows with N
+(each pull brings N-1 others' updates): measured only up to 2 workers (4 replicas: slower
+learning per word). The CPU costs are from one 2-core box; another CPU, or TensorFlow's gRPC
+on real NICs, changes them.
 """
 
 from __future__ import annotations
@@ -39,19 +45,21 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "benchmarks" / "results"
 
-# Measured on this box (docs/distributed.md, quiet machine, 3 epochs, 100 dims, 30k words):
-# single 399,009 words/s; sync-2w 46 ms/step with the all-reduce, 15 ms without it,
-# ~14k rows x 100 dims x 4 B = 5.7 MB per worker per step; sync-2w 16,510 words/s x 46 ms
-# = ~760 words per global step = ~380 per worker.
+# Measured on this box (docs/distributed.md, 2026-12-03 22:31 invocation, 3 epochs, 100 dims,
+# 29,903 words, 4,330,578 tokens; sync2 124 exchanges, async2 63): single 595,100 words/s;
+# 12,991,734 words / (exchanges x 2 workers) per worker exchange; CPU costs from the
+# isolated measurements described in tasks/embeddings/parameter_servers.py and placement.py.
 DEFAULTS = {
-    "single_words_per_sec": 399_009.0,
-    "sparse_compute_words_per_sec": 380 / 0.015,
-    "words_per_step": 380.0,
-    "bytes_per_step": 5.7e6,
+    "single_words_per_sec": 595_100.0,
+    "sync_words_per_exchange": 12_991_734 / (124 * 2),
+    "async_words_per_exchange": 12_991_734 / (63 * 2),
     "model_bytes": 2 * 29_903 * 100 * 4.0,
+    "sync_exchange_cpu_s": 0.110,
+    "async_worker_cpu_s": 0.055,
+    "async_server_cpu_s": 0.057,
     "latency_s": 50e-6,
-    "average_every_words": 200_000.0,
-    "source": "docs/distributed.md, quiet-machine figures of 2026-11-26 (load < 1)",
+    "source": "docs/distributed.md, benchmark of 2026-12-03 22:31 UTC (load 1.7-2.3) and "
+              "isolated exchange measurements on an idle box",
 }
 WORKERS = (1, 2, 4, 8, 16, 32, 64)
 LINKS_GBPS = (10, 100)
@@ -60,18 +68,18 @@ LINKS_GBPS = (10, 100)
 def project(inputs: dict, workers: int, gbps: float) -> dict[str, float]:
     """words/s of the whole job for each placement, `workers` machines, `gbps` links."""
     bw = gbps * 1e9 / 8
-    w, b = inputs["words_per_step"], inputs["bytes_per_step"]
-    r_sparse, r_single = inputs["sparse_compute_words_per_sec"], inputs["single_words_per_sec"]
-    lat, n = inputs["latency_s"], workers
-    t_sparse = w / r_sparse + (n - 1) * b / bw + 2 * (n - 1) * lat
-    h, m = inputs["average_every_words"], inputs["model_bytes"]
-    t_avg = h / r_single + (2 * (n - 1) / n) * m / bw + 2 * (n - 1) * lat
-    ps = max(1, n // 4)
-    async_rate = min(n * w / (w / r_sparse + 2 * b / bw), ps * bw * w / (2 * b))
-    return {"sync_sparse_allgather": n * w / t_sparse,
-            "sync_model_averaging": n * h / t_avg,
-            "async_parameter_servers": async_rate,
-            "ideal": n * r_single}
+    n, lat, r = workers, inputs["latency_s"], inputs["single_words_per_sec"]
+    m = inputs["model_bytes"]
+    h = inputs["sync_words_per_exchange"]
+    t_sync = h / r + inputs["sync_exchange_cpu_s"] + (2 * (n - 1) / n) * m / bw + 2 * (n - 1) * lat
+    sync = n * h / t_sync if n > 1 else r   # one worker: no exchange at all
+    h = inputs["async_words_per_exchange"]
+    t_async = h / r + inputs["async_worker_cpu_s"] + m / bw + 2 * lat
+    servers = max(1, n // 4)
+    async_rate = min(n * h / t_async, servers * h / inputs["async_server_cpu_s"],
+                     servers * bw * h / m)
+    return {"sync_model_averaging": sync, "async_parameter_servers": async_rate,
+            "ideal": n * r}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,14 +94,13 @@ def main(argv: list[str] | None = None) -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "distributed_projection.json").write_text(
         json.dumps({"inputs": inputs, "projection": table}, indent=1))
-    print("| link | workers | sync all-gather | sync averaging | async PS | ideal |")
-    print("|---|---|---|---|---|---|")
+    print("| link | workers | sync averaging | async PS | ideal |")
+    print("|---|---|---|---|---|")
     for link, rows in table.items():
         for n in (4, 16, 64):
             r = rows[n]
-            print(f"| {link} | {n} | {r['sync_sparse_allgather']:,.0f} | "
-                  f"{r['sync_model_averaging']:,.0f} | {r['async_parameter_servers']:,.0f} | "
-                  f"{r['ideal']:,.0f} |")
+            print(f"| {link} | {n} | {r['sync_model_averaging']:,.0f} | "
+                  f"{r['async_parameter_servers']:,.0f} | {r['ideal']:,.0f} |")
     draw(table, OUT / "distributed_projection.png")
     return 0
 
@@ -105,9 +112,8 @@ def draw(table: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(table), figsize=(11, 4.2), sharey=True)
-    labels = {"sync_sparse_allgather": "sync, sparse all-gather every step (today)",
-              "sync_model_averaging": "sync, model averaging every 200k words",
-              "async_parameter_servers": "async, N/4 parameter servers",
+    labels = {"sync_model_averaging": "sync: all-reduce of the tables every exchange_every",
+              "async_parameter_servers": "async: push + pull every push_every, N/4 servers",
               "ideal": "N x single process (ideal)"}
     for ax, (link, rows) in zip(axes, table.items(), strict=True):
         for key, label in labels.items():
