@@ -197,12 +197,14 @@ def test_async_job_carries_on_when_a_worker_is_killed(project):
     assert result.tasks["worker:0"]["starts"] == 1 and result.tasks["ps:0"]["starts"] == 1
     assert result.tasks["worker:0"]["exit_codes"] == [0]
     assert any("[launcher] restarting worker:1 alone" in line for line in lines)
-    # the restarted worker resumed at its last exchange, not at the start
-    resumed = [re.search(r"\[worker:1\].*(resuming|starting) at step (\d+)", line)
-               for line in lines]
-    resumed = [(m.group(1), int(m.group(2))) for m in resumed if m]
-    assert len(resumed) == 2 and resumed[0][0] == "starting"
-    assert resumed[1][0] == "resuming" and resumed[1][1] > 0
+    # the restarted worker took its position from the parameter server: where its last
+    # exchange left it (step 0 if it was killed before its first one; which one depends on
+    # timing, tests/test_embeddings_parameter_servers.py checks the position itself)
+    starts = [re.search(r"\[worker:1\].*(resuming|starting) at step (\d+)", line)
+              for line in lines]
+    starts = [(m.group(1), int(m.group(2))) for m in starts if m]
+    assert len(starts) == 2 and starts[0] == ("starting", 0)
+    assert starts[1][0] == ("resuming" if starts[1][1] else "starting")
     check_outputs(cfg, result)
     metrics = result.metrics
     # the stage's rounds, shared out: the same step count; a fresh start for the chief
