@@ -45,21 +45,22 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "benchmarks" / "results"
 
-# Measured on this box (docs/distributed.md, 2026-12-03 22:31 invocation, 3 epochs, 100 dims,
-# 29,903 words, 4,330,578 tokens; sync2 124 exchanges, async2 63): single 595,100 words/s;
+# Measured on this box (docs/distributed.md, 2026-12-04 02:27 invocation: medians of 3 paired
+# rounds on a quiet machine, 3 epochs, 100 dims, 29,903 words, 4,330,578 tokens; sync2 85
+# exchanges at exchange_every 6, async2 63 at push_every 8): single 642,400 words/s;
 # 12,991,734 words / (exchanges x 2 workers) per worker exchange; CPU costs from the
 # isolated measurements described in tasks/embeddings/parameter_servers.py and placement.py.
 DEFAULTS = {
-    "single_words_per_sec": 595_100.0,
-    "sync_words_per_exchange": 12_991_734 / (124 * 2),
+    "single_words_per_sec": 642_400.0,
+    "sync_words_per_exchange": 12_991_734 / (85 * 2),
     "async_words_per_exchange": 12_991_734 / (63 * 2),
     "model_bytes": 2 * 29_903 * 100 * 4.0,
     "sync_exchange_cpu_s": 0.110,
     "async_worker_cpu_s": 0.055,
     "async_server_cpu_s": 0.057,
     "latency_s": 50e-6,
-    "source": "docs/distributed.md, benchmark of 2026-12-03 22:31 UTC (load 1.7-2.3) and "
-              "isolated exchange measurements on an idle box",
+    "source": "docs/distributed.md, benchmark of 2026-12-04 02:27 UTC (quiet machine, medians "
+              "of 3 paired rounds) and isolated exchange measurements on an idle box",
 }
 WORKERS = (1, 2, 4, 8, 16, 32, 64)
 LINKS_GBPS = (10, 100)

@@ -1,7 +1,7 @@
 """Words/second and analogy accuracy of distributed word2vec vs the single-process stage.
 
     .venv/bin/python benchmarks/distributed_scaling.py --root /tmp/distbench \
-        [--epochs 1] [--runs single,sync1,sync2,async2] [--set word2vec.dims=100 ...]
+        [--epochs 1] [--repeats 3] [--runs single,sync1,sync2,async2] [--set word2vec.dims=100 ...]
 
 `--root` is a project folder whose params.yaml points at a prepared corpus and vocabulary
 (`<paths.prepared>/corpus.txt`, `<paths.vocab>/`, e.g. built with
@@ -9,9 +9,11 @@
 DATA_MIRROR=../shared/mirror/nltk). Each run writes its own outputs
 (`paths.word2vec=data/bench-<run>`, `paths.metrics=metrics-bench/<run>`) and the table goes
 to stdout and `benchmarks/results/distributed_scaling.json`: `runs` [{name, workers,
-words_per_sec, efficiency (vs `single` of the same invocation), analogy_accuracy,
-wordsim353_spearman, bytes_per_1k_words}], plus `load_average` before and after (the machine
-is shared: say so next to any figure). Every run starts fresh (its output folder is removed
+words_per_sec, efficiency, analogy_accuracy, wordsim353_spearman, bytes_per_1k_words}] are
+MEDIANS over `--repeats` paired rounds (each round runs every configuration once, and a run's
+efficiency is against the `single` of its own round, so a load spike hits both sides of the
+ratio); `rounds` keeps every measurement, and `load_average` before and after (the machine is
+shared: say so next to any figure). Every run starts fresh (its output folder is removed
 and the distributed job gets a new id): a benchmark must not resume an earlier run.
 
 bytes_per_1k_words is an UPPER BOUND, not a per-worker measurement: the growth of the
@@ -31,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -93,38 +96,60 @@ def run_one(root: Path, name: str, base: dict[str, Any]) -> dict[str, Any]:
     return metrics
 
 
+def one_round(root: Path, names: list[str], base: dict[str, Any]) -> dict[str, dict]:
+    """Every run once, in order; efficiency is against this round's own `single` (paired)."""
+    results = {}
+    for name in names:
+        print(f"== {name}", flush=True)
+        results[name] = run_one(root, name, base)
+        results[name]["load_average_after"] = os.getloadavg()
+    single = results.get("single", {}).get("words_per_sec")
+    for metrics in results.values():
+        metrics["efficiency"] = (round(metrics["words_per_sec"] / single, 3)
+                                 if single else None)
+    return results
+
+
+def median_of(rounds: list[dict[str, dict]], name: str, key: str) -> float | None:
+    values = [r[name].get(key) for r in rounds if r[name].get(key) is not None]
+    return round(statistics.median(values), 4) if values else None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", type=Path, required=True)
     parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="paired rounds (every run once per round); the table shows medians")
     parser.add_argument("--runs", default=",".join(RUNS))
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     args = parser.parse_args(argv)
     os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{args.root.resolve()}/mlflow.db")
     base = {"word2vec.epochs": args.epochs, **parse_overrides(args.overrides)}
-    results = {}
+    names = args.runs.split(",")
     load_before = os.getloadavg()
-    for name in args.runs.split(","):
-        print(f"== {name}", flush=True)
-        results[name] = run_one(args.root.resolve(), name, base)
-    single = results.get("single", {}).get("words_per_sec")
-    for metrics in results.values():
-        metrics["efficiency"] = (round(metrics["words_per_sec"] / single, 3)
-                                 if single else None)
-    runs = [{"name": name, **{k: m.get(k) for k in ("workers", *KEYS)}}
-            for name, m in results.items()]
+    rounds = []
+    for index in range(args.repeats):
+        print(f"==== round {index + 1}/{args.repeats}", flush=True)
+        rounds.append(one_round(args.root.resolve(), names, base))
+    runs = [{"name": name, "workers": rounds[0][name]["workers"],
+             **{key: median_of(rounds, name, key) for key in KEYS},
+             "efficiency_per_round": [r[name].get("efficiency") for r in rounds]}
+            for name in names]
     out = REPO / "benchmarks" / "results" / "distributed_scaling.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"base": base, "load_average": {
-        "before": load_before, "after": os.getloadavg()}, "runs": runs, "results": results},
+    out.write_text(json.dumps({"base": base, "repeats": args.repeats, "load_average": {
+        "before": load_before, "after": os.getloadavg()}, "runs": runs, "rounds": rounds},
         indent=1, default=str))
-    print("| run | " + " | ".join(KEYS) + " | wall s |")
+    print(f"medians of {args.repeats} paired round(s); load average before {load_before}, "
+          f"after {os.getloadavg()}")
+    print("| run | " + " | ".join(KEYS) + " | efficiency per round |")
     print("|---" * (len(KEYS) + 2) + "|")
-    for name, metrics in results.items():
-        cells = [metrics.get(key) for key in KEYS]
-        print(f"| {name} | " + " | ".join("-" if c is None else f"{c:.4g}" for c in cells)
-              + f" | {metrics['wall_seconds_total']} |")
+    for run in runs:
+        cells = [run.get(key) for key in KEYS]
+        print(f"| {run['name']} | " + " | ".join("-" if c is None else f"{c:.4g}" for c in cells)
+              + f" | {run['efficiency_per_round']} |")
     return 0
 
 

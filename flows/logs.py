@@ -11,7 +11,8 @@ stays out of the run's logs (Prefect keeps INFO and up by default; DEBUG records
 - TensorFlow's native log lines (`2026-12-02 20:30:01.123456: I tensorflow/...cc:113] ...`,
   absl's `E0000 00:00:1733... cuda_dnn.cc:8310] ...`): DEBUG for the informational ones and
   for the start-up notices every process prints (no CUDA, oneDNN, CPU instructions, cuDNN /
-  cuFFT / cuBLAS factories, absl::InitializeLog); other W lines WARNING, E/F lines ERROR;
+  cuFFT / cuBLAS factories, absl::InitializeLog) and XLA's cache-loader tuning-hint lines;
+  other W lines WARNING, E/F lines ERROR;
 - Python warnings (`file.py:12: UserWarning: ...`): WARNING; a stage's `error: <stage>: ...`
   (tasks.core.stage.report_error) and a lock wait message of DVC: ERROR / WARNING;
 - anything else: INFO.
@@ -29,6 +30,7 @@ import re
 
 from tasks.core.native_logs import NATIVE_LINE as TF_NATIVE
 from tasks.core.native_logs import STARTUP_NOTICE as STARTUP_NOISE
+from tasks.core.native_logs import TUNING_HINT_MISMATCH
 
 NAMED_LEVEL = re.compile(
     r"^(?:\d{4}[-/]\d\d[-/]\d\d[ T]\d\d:\d\d:\d\d(?:[.,]\d+)?:? )?"
@@ -57,7 +59,9 @@ def line_level(line: str) -> int:
     native = TF_NATIVE.match(line)
     if native:
         level = TF_LEVELS[native.group("tsl") or native.group("absl")]
-        return logging.DEBUG if level == logging.INFO or STARTUP_NOISE.search(line) else level
+        quiet = (level == logging.INFO or STARTUP_NOISE.search(line)
+                 or TUNING_HINT_MISMATCH.search(line))
+        return logging.DEBUG if quiet else level
     if line.startswith("WARNING: All log messages before absl::InitializeLog()"):
         return logging.DEBUG
     named = NAMED_LEVEL.match(line)

@@ -38,6 +38,14 @@ if plan == "ok":
 if plan == "slow-ok":
     time.sleep(2)
     sys.exit(0)
+if plan == "noisy":   # what TensorFlow prints in a worker (native_logs: noise, then a real one)
+    print("I0000 00:00:1796262812.205172   10074 cudart_stub.cc:31] Could not find cuda drivers",
+          flush=True)
+    for feature in ("prefer-no-scatter", "avx512f"):
+        print("E0000 00:00:1796349812.203112   21521 cpu_aot_loader.cc:220] Loading XLA:CPU AOT "
+              f"result. Target machine feature +{feature} is not  supported on the host "
+              "machine. This could lead to execution errors such as SIGILL.", flush=True)
+    sys.exit(0)
 if plan == "fatal":
     print("error: word2vec: boom", flush=True)
     sys.exit(2)
@@ -95,6 +103,23 @@ def test_all_tasks_finish_and_logs_are_prefixed(tmp_path):
     assert {n: t["exit_codes"] for n, t in result.tasks.items()} == {
         "worker:0": [0], "worker:1": [0]}
     assert any(line.startswith("[worker:1] hello from worker:1 at 127.0.0.1:") for line in lines)
+
+
+def test_native_noise_goes_to_the_debug_log_and_real_errors_are_shown(tmp_path, caplog):
+    lines: list[str] = []
+    with caplog.at_level("DEBUG", logger="tasks.distributed.launcher_local"):
+        result = make_job(tmp_path, ClusterShape("sync", 2), {"worker:1": "noisy"}, lines,
+                          timeout=60).run()
+    assert result.ok
+    shown = [line for line in lines if line.startswith("[worker:1]")]
+    assert shown[0].startswith("[worker:1] hello from worker:1")
+    # The cuda notice and the LLVM tuning hint are hidden; a missing instruction set is not.
+    assert len(shown) == 2 and "+avx512f is not" in shown[1]
+    debug = [r.getMessage() for r in caplog.records if r.levelname == "DEBUG"]
+    assert any("cudart_stub.cc" in m for m in debug)
+    assert any("+prefer-no-scatter is not" in m for m in debug)
+    # The error report's tail keeps every line.
+    assert any("prefer-no-scatter" in line for line in result.tasks["worker:1"]["tail"])
 
 
 def test_a_fatal_exit_stops_the_others_without_retry(tmp_path):

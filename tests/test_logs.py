@@ -28,6 +28,11 @@ DEBUG, INFO, WARNING, ERROR = logging.DEBUG, logging.INFO, logging.WARNING, logg
     ("2026-12-02 20:30:05.000001: W tensorflow/core/framework/local_rendezvous.cc:404] Local "
      "rendezvous is aborting with status: OUT_OF_RANGE: End of sequence", WARNING),
     ("E0000 00:00:1796243411.211405   19631 op_kernel.cc:1830] OP_REQUIRES failed", ERROR),
+    # XLA's cache loader: an LLVM tuning hint no host reports is noise, a missing ISA is not
+    ("E0000 00:00:1796349812.2   21521 cpu_aot_loader.cc:220] Loading XLA:CPU AOT result. Target "
+     "machine feature +prefer-no-gather is not  supported on the host machine.", DEBUG),
+    ("E0000 00:00:1796349812.2   21521 cpu_aot_loader.cc:220] Loading XLA:CPU AOT result. Target "
+     "machine feature +avx512f is not  supported on the host machine.", ERROR),
     # MLflow and the stages' own logging (Python logging formats): the level they name
     ("2026/12/02 20:31:02 WARNING mlflow.models.model: Model logged without a signature and "
      "input example.", WARNING),

@@ -32,6 +32,9 @@ TSL_INFO = ("2026-12-02 20:30:01.123456: I tensorflow/core/util/port.cc:113] one
             "operations are on.")
 REAL_ERROR = "E0000 00:00:1796262824.1   10074 op_kernel.cc:1840] OP_REQUIRES failed at x.cc:9"
 PY_WARNING = "/x/site-packages/keras/src/foo.py:12: UserWarning: something to know"
+AOT = ("E0000 00:00:1796349812.203112   21521 cpu_aot_loader.cc:220] Loading XLA:CPU AOT result. "
+       "Target machine feature +{} is not  supported on the host machine. Machine type used for "
+       "XLA:CPU compilation doesn't match ... This could lead to execution errors such as SIGILL.")
 
 
 def native_lines(text: str) -> list[str]:
@@ -53,6 +56,14 @@ def test_start_up_notices_are_noise_and_real_errors_and_warnings_are_not():
     noise, keep = sort_lines("\n".join([ABSL_NOTICE, CUDART, PY_WARNING, "", CUINIT, REAL_ERROR]))
     assert noise == [ABSL_NOTICE, CUDART, CUINIT]
     assert keep == [PY_WARNING, REAL_ERROR]
+
+
+def test_xla_tuning_hints_are_noise_and_a_missing_instruction_set_is_not():
+    # prefer-no-scatter/gather are LLVM tuning hints no host reports; avx512f is a real ISA.
+    assert is_startup_noise(AOT.format("prefer-no-scatter"))
+    assert is_startup_noise(AOT.format("prefer-no-gather"))
+    assert not is_startup_noise(AOT.format("avx512f"))
+    assert not is_startup_noise(AOT.format("amx-tile"))
 
 
 @pytest.fixture(scope="module")

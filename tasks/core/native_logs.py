@@ -52,16 +52,25 @@ STARTUP_NOTICE = re.compile(
     r"absl::InitializeLog|cuda|cuInit|cuDNN|cuFFT|cuBLAS|TensorRT|TF-TRT|oneDNN"
     r"|cpu_feature_guard|optimized to use available CPU instructions|computation placer"
     r"|Unable to register|rebuild TensorFlow with the appropriate compiler flags", re.IGNORECASE)
+# XLA:CPU loading a program from the persistent compilation cache (tasks/embeddings/replicas.py)
+# compares the features it was compiled for with the host's. `+prefer-no-scatter` and
+# `+prefer-no-gather` are LLVM tuning hints, not instructions, so no host ever reports them
+# and every cached program logs an ERROR line that warns of SIGILL (~50 per distributed job
+# here). A missing real instruction set extension (avx512f, amx-tile...) is still shown.
+TUNING_HINT_MISMATCH = re.compile(
+    r"cpu_aot_loader\.cc:\d+\] .*Target machine feature \+prefer-no-(?:scatter|gather) is not ")
 
 
 def is_startup_noise(line: str) -> bool:
-    """True for a native line that is INFO/WARNING or a start-up notice (no CUDA, oneDNN...);
-    False for a native ERROR/FATAL line about something else and for any non-native text."""
+    """True for a native line that is INFO/WARNING, a start-up notice (no CUDA, oneDNN...) or
+    XLA's tuning-hint mismatch (TUNING_HINT_MISMATCH); False for any other native ERROR/FATAL
+    line and for any non-native text."""
     native = NATIVE_LINE.match(line)
     if native is None:
         return "absl::InitializeLog" in line
     level = native.group("tsl") or native.group("absl")
-    return level in "IW" or bool(STARTUP_NOTICE.search(line))
+    return (level in "IW" or bool(STARTUP_NOTICE.search(line))
+            or bool(TUNING_HINT_MISMATCH.search(line)))
 
 
 def sort_lines(text: str) -> tuple[list[str], list[str]]:

@@ -8,7 +8,9 @@ Params section: `distributed` (max_restarts, timeout; the shape from strategy/wo
 What it does, and why:
 - Each task gets its own TF_CONFIG (free loopback ports) and runs `command` (normally
   `python -m tasks.distributed.worker ...`); stdout+stderr are streamed line by line to
-  `on_line` with a `[role:index]` prefix, and the last lines are kept for the error report.
+  `on_line` with a `[role:index]` prefix (TensorFlow's start-up notices and XLA's tuning-hint
+  lines, tasks/core/native_logs.py, go to this module's DEBUG log instead), and the last lines
+  are kept for the error report.
 - Children run in their own process group and receive SIGKILL if the launching thread dies
   (Linux PR_SET_PDEATHSIG), so no orphan keeps a port or a CPU.
 - Every task is started with the loopback bind() shim preloaded (tasks/distributed/loopback.py,
@@ -37,6 +39,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import ctypes
+import logging
 import os
 import signal
 import subprocess
@@ -47,12 +50,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tasks.core.native_logs import is_startup_noise
 from tasks.distributed.cluster import ClusterShape, local_cluster, tf_config
 
 FATAL_EXIT = 2      # PipelineError / ParamsError in the task: retrying cannot help
 GRACE_SECONDS = 5.0
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 LineSink = Callable[[str], None]
+log = logging.getLogger(__name__)
 
 
 class JobInterrupted(BaseException):
@@ -141,7 +146,10 @@ class LocalJob:
         assert proc.stdout is not None
         for raw in proc.stdout:
             line = raw.rstrip("\n")
-            task.tail.append(line)
+            task.tail.append(line)   # the error report keeps everything
+            if is_startup_noise(line):   # TensorFlow's start-up notices, XLA's cache hints
+                log.debug("[%s] %s", task.name, line)
+                continue
             with self._lock:  # whole lines from concurrent tasks, never interleaved
                 self.on_line(f"[{task.name}] {line}")
 
