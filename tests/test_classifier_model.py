@@ -57,6 +57,31 @@ def test_architecture_follows_kim():
     assert model.get_layer("output").kernel_constraint.max_value == 3.0
 
 
+def test_front_padding_puts_the_first_word_under_every_filter_position():
+    # Kim's H-1 zero rows before the sentence (H = 3 here): conv_h slides over T+H-1 = 12
+    # rows, so the first word is in h windows, as every other word is.
+    ids, _, words = tiny_data()
+    matrix = random_matrix(len(words), DIMS, 0)
+    model = build_kim_cnn(config(words, "rand"), matrix)
+    padded = keras.Model(model.input, model.get_layer("front_padding").output)(ids[:4])
+    assert padded.shape == (4, 12, DIMS)
+    np.testing.assert_array_equal(padded[:, :2], 0.0)
+    np.testing.assert_allclose(padded[:, 2:], matrix[ids[:4]])
+    assert model.get_layer("conv_2").output.shape == (None, 11, 6)   # T+H-h positions
+    assert model.get_layer("conv_3").output.shape == (None, 10, 6)
+    # Another first word changes exactly h positions of conv_h (the convolution itself,
+    # without the ReLU, which could zero a changed position).
+    changed = ids[:4].copy()
+    changed[:, 0] = (changed[:, 0] - 1) % (len(words) - 2) + 2  # another real word, in [2, V)
+    padded_changed = keras.Model(model.input, model.get_layer("front_padding").output)(changed)
+    for h in (2, 3):
+        kernel = model.get_layer(f"conv_{h}").kernel
+        before = np.asarray(keras.ops.conv(padded, kernel, padding="valid"))  # [4, T+H-h, m]
+        after = np.asarray(keras.ops.conv(padded_changed, kernel, padding="valid"))
+        moved = np.any(np.abs(after - before) > 1e-6, axis=2)
+        assert moved.sum(axis=1).tolist() == [h] * 4 and moved[:, 3 - h:3].all()  # H = 3
+
+
 def test_rand_overfits_a_tiny_two_class_dataset():
     model, ids, labels, _ = fit("rand")
     loss, accuracy = model.evaluate(ids, labels, verbose=0)

@@ -19,6 +19,7 @@ import tensorflow as tf
 import yaml
 from cnn_fixtures import TINY, write_inputs, write_tsv
 
+from tasks.classifier.model import ARCHITECTURE
 from tasks.classifier.report import plot_confusion
 from tasks.cnn import main
 from tasks.core.params import apply_overrides
@@ -96,7 +97,8 @@ def test_stage_saves_end_to_end_model_metrics_and_mlflow_run(tmp_path, repo_para
                                rtol=1e-5)
 
 
-def test_checkpoints_are_reused_or_discarded_by_fingerprint(tmp_path, repo_params, caplog):
+def test_checkpoints_are_reused_or_discarded_by_fingerprint(tmp_path, repo_params, caplog,
+                                                            monkeypatch):
     params = project(tmp_path, repo_params, **{"cnn.epochs": 2})
     caplog.set_level(logging.INFO)
     assert stage(params) == 0
@@ -110,6 +112,12 @@ def test_checkpoints_are_reused_or_discarded_by_fingerprint(tmp_path, repo_param
     assert stage(params, "cnn.learning_rate=0.02") == 0  # other params: start fresh
     assert "starting fresh" in caplog.text and "epoch 1/2" in caplog.text
     assert json.loads(state.read_text())["fingerprint"] != first["fingerprint"]
+    caplog.clear()
+    # Another graph (model.ARCHITECTURE bumped), same params: its weights may have the same
+    # shapes, but the checkpoint belongs to the old graph and is not resumed.
+    monkeypatch.setattr("tasks.classifier.training.ARCHITECTURE", ARCHITECTURE + 1)
+    assert stage(params, "cnn.learning_rate=0.02") == 0
+    assert "starting fresh" in caplog.text and "epoch 1/2" in caplog.text
 
 
 @pytest.mark.slow

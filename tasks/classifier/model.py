@@ -2,7 +2,8 @@
 
     ids [B, T] int  (T = max_length, 0 = <pad>, 1 = <unk>)
       -> embedding [B, T, d]                      (multichannel: two, concatenated [B, T, 2d])
-      -> for h in filter_windows: Conv1D(feature_maps, h) + ReLU [B, T-h+1, m] -> max over time [B, m]
+      -> H-1 zero vectors in front [B, T+H-1, d]  (H = max(filter_windows), Kim's code)
+      -> for h in filter_windows: Conv1D(feature_maps, h) + ReLU [B, T+H-h, m] -> max over time [B, m]
       -> concatenate [B, m * len(filter_windows)] -> dropout -> dense softmax [B, C]
          (the dense kernel's columns are kept at l2 norm <= max_norm, Kim's constraint)
 
@@ -13,7 +14,13 @@ multichannel (one frozen and one fine-tuned copy of word2vec).
 The matrix for the pretrained variants is built row-for-row over the classifier vocabulary
 (the keras-io "pretrained word embeddings" recipe): a word found in the exported embeddings
 gets its vector, a missing word gets U[-a, a] with a = sqrt(3 var(E)) so the random rows have
-the variance of the real ones (Kim); `<pad>` stays zero. Nothing here runs on import.
+the variance of the real ones (Kim); `<pad>` stays zero.
+
+The front padding is Kim's (`get_idx_from_sent` in his code puts H-1 zero rows before every
+sentence): without it the first words of a sentence fall under fewer filter positions than
+the others (the first word under one of a 5-window's five). Measured on MR, non-static, seeds
+42-46 (docs/cnn.md): 80.06 % mean test accuracy with it, 78.93 % without.
+Nothing here runs on import.
 """
 
 from __future__ import annotations
@@ -33,6 +40,9 @@ if TYPE_CHECKING:
 
 VARIANTS = CNN_VARIANTS  # cnn.embedding_init values, stated once in tasks.core.params
 RAND_SCALE = 0.25  # CNN-rand: U[-0.25, 0.25], the value in Kim's code
+# Bumped whenever the graph changes (2: the front padding), so that the cnn stage never resumes
+# a checkpoint of another architecture whose weights happen to have the same shapes.
+ARCHITECTURE = 2
 
 
 @dataclass(frozen=True)
@@ -108,10 +118,12 @@ def build_kim_cnn(config: KimCNNConfig, matrix: np.ndarray) -> keras.Model:
         x = layer(ids)  # [B, T, d]
         tables = [layer]
 
+    front = max(config.filter_windows) - 1
+    x = keras.layers.ZeroPadding1D((front, 0), name="front_padding")(x)  # [B, T+H-1, d]
     pooled = []
     for h in config.filter_windows:
         c = keras.layers.Conv1D(config.feature_maps, h, activation="relu",
-                                name=f"conv_{h}")(x)  # [B, T-h+1, m]
+                                name=f"conv_{h}")(x)  # [B, T+H-h, m]
         pooled.append(keras.layers.GlobalMaxPooling1D(name=f"maxpool_{h}")(c))  # [B, m]
     z = pooled[0] if len(pooled) == 1 else keras.layers.Concatenate(name="features")(pooled)
     z = keras.layers.Dropout(config.dropout, name="dropout")(z)  # [B, m * windows]

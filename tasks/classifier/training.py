@@ -29,6 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from tasks.classifier.data import make_dataset
+from tasks.classifier.model import ARCHITECTURE
 from tasks.core import tracking
 from tasks.core.atomic import write_json
 from tasks.core.hashing import file_md5
@@ -165,7 +166,8 @@ def input_parts(cfg: Config) -> dict[str, Any]:
                                       if cfg.cnn.protocol == "split" else ["all.tsv"]))]
     files += [export / "embeddings.npy", export / "vocab.tsv"]
     params = {k: v for k, v in cfg.flat().items() if k.startswith("cnn.")}
-    return {"params": params, "seed": cfg.seed, "lowercase": cfg.prepare.lowercase,
+    return {"params": params, "architecture": ARCHITECTURE, "seed": cfg.seed,
+            "lowercase": cfg.prepare.lowercase,
             "folds": cfg.prepare.folds, "dev_fraction": cfg.prepare.dev_fraction,
             "files": {f.name: file_md5(f) for f in sorted(files) if f.exists()}}
 
