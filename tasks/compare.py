@@ -15,7 +15,7 @@ runs the prepare stage for D into data/compare/<D>/prepared; the CNN vocabulary 
 embeddings stay the pipeline's, so words of D outside `data.corpus` map to <unk>.
 Outputs in <paths.metrics>: compare.md (table), compare.png (one dot per run, mean and 95 %
 t-interval per arm), compare.json (all figures and every run); `compare-<D>.*` for another
-dataset. The MLflow parent run holds the three. Same comparison under Prefect: flows/sweep.py.
+dataset; `--full` writes `compare[-<D>]-kfold.*` beside them. The MLflow parent run holds the three. Same comparison under Prefect: flows/sweep.py.
 No params section of its own.
 """
 
@@ -48,8 +48,10 @@ class Options:
     overrides: tuple[str, ...] = ()
 
 
-def output_stem(cfg: Config, dataset: str) -> str:
-    return "compare" if dataset == cfg.data.labelled else f"compare-{comparison.slug(dataset)}"
+def output_stem(cfg: Config, dataset: str, full: bool = False) -> str:
+    """compare[-<dataset>][-kfold]: the default protocol and --full never overwrite each other."""
+    stem = "compare" if dataset == cfg.data.labelled else f"compare-{comparison.slug(dataset)}"
+    return f"{stem}-kfold" if full else stem
 
 
 def prepare_dataset(cfg: Config, options: Options, dataset: str) -> list[str]:
@@ -106,7 +108,7 @@ def run(cfg: Config, options: Options = Options(), parent: str | None = None) ->
             "wall_minutes": round(minutes, 2) if options.train else 0.0,
             "load": f", load average {load:.1f} at start, {os.getloadavg()[0]:.1f} at end "
                     "(2 cores)" if options.train else " (collector only, no training)"}
-    out, stem = cfg.path("metrics"), output_stem(cfg, dataset)
+    out, stem = cfg.path("metrics"), output_stem(cfg, dataset, options.full)
     with atomic_file(out / f"{stem}.md") as handle:
         handle.write(comparison_report.table(results, plan, meta))
     comparison_report.chart(records, results, f"Kim CNN on {dataset}: "
@@ -153,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> None:
         cfg = load_params(options.params, parse_overrides(list(options.overrides)))
-        name = output_stem(cfg, options.dataset or cfg.data.labelled)
+        name = output_stem(cfg, options.dataset or cfg.data.labelled, options.full)
         with tracking.stage_run(cfg, "compare", run_name=name) as parent:
             run(cfg, options, parent)
         print(Path(cfg.path("metrics") / f"{name}.md").read_text())

@@ -104,7 +104,9 @@ def test_full_protocol_table_pairs_folds_and_flags_intervals(tmp_path, make_cfg)
     fake_runs(cfg, cfg.data.labelled, plan, accuracy)
     metrics = compare.run(cfg, compare.Options(full=True))
 
-    report = json.loads((tmp_path / "metrics/compare.json").read_text())
+    # Kim's protocol has its own files: the default protocol's table is never overwritten.
+    assert not (tmp_path / "metrics/compare.json").exists()
+    report = json.loads((tmp_path / "metrics/compare-kfold.json").read_text())
     seed = plan.seeds[0]
     rand = [accuracy("rand", seed, f) for f in plan.folds]
     shown = {}
@@ -117,7 +119,7 @@ def test_full_protocol_table_pairs_folds_and_flags_intervals(tmp_path, make_cfg)
         assert metrics[arm]["minus_rand_low"] == pytest.approx(expected.low)
         shown[arm] = f"| {arm} - rand | {100 * expected.mean:+.2f} | "
         assert expected.excludes_zero == (arm in ("static", "non-static", comparison.ADADELTA))
-    table = (tmp_path / "metrics/compare.md").read_text()
+    table = (tmp_path / "metrics/compare-kfold.md").read_text()
     # Fold-to-fold spread is large, yet pairing exposes the +4 point effect.
     lines = {arm: next(x for x in table.splitlines() if x.startswith(shown[arm]))
              for arm in shown}
