@@ -15,8 +15,8 @@ runs the prepare stage for D into data/compare/<D>/prepared; the CNN vocabulary 
 embeddings stay the pipeline's, so words of D outside `data.corpus` map to <unk>.
 Outputs in <paths.metrics>: compare.md (table), compare.png (one dot per run, mean and 95 %
 t-interval per arm), compare.json (all figures and every run); `compare-<D>.*` for another
-dataset; `--full` writes `compare[-<D>]-kfold.*` beside them. The MLflow parent run holds the three. Same comparison under Prefect: flows/sweep.py.
-No params section of its own.
+dataset; `--full` writes `compare[-<D>]-kfold.*` beside them. The MLflow parent run holds
+the three. Same comparison under Prefect: flows/sweep.py. No params section of its own.
 """
 
 from __future__ import annotations
