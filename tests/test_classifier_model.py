@@ -63,7 +63,8 @@ def test_front_padding_puts_the_first_word_under_every_filter_position():
     ids, _, words = tiny_data()
     matrix = random_matrix(len(words), DIMS, 0)
     model = build_kim_cnn(config(words, "rand"), matrix)
-    padded = keras.Model(model.input, model.get_layer("front_padding").output)(ids[:4])
+    pad_front = keras.Model(model.input, model.get_layer("front_padding").output)
+    padded = pad_front(ids[:4])
     assert padded.shape == (4, 12, DIMS)
     np.testing.assert_array_equal(padded[:, :2], 0.0)
     np.testing.assert_allclose(padded[:, 2:], matrix[ids[:4]])
@@ -73,7 +74,7 @@ def test_front_padding_puts_the_first_word_under_every_filter_position():
     # without the ReLU, which could zero a changed position).
     changed = ids[:4].copy()
     changed[:, 0] = (changed[:, 0] - 1) % (len(words) - 2) + 2  # another real word, in [2, V)
-    padded_changed = keras.Model(model.input, model.get_layer("front_padding").output)(changed)
+    padded_changed = pad_front(changed)
     for h in (2, 3):
         kernel = model.get_layer(f"conv_{h}").kernel
         before = np.asarray(keras.ops.conv(padded, kernel, padding="valid"))  # [4, T+H-h, m]
