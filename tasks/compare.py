@@ -2,12 +2,12 @@
 
     make compare                          # = python -m tasks.compare --train (MR, default protocol)
     python -m tasks.compare --train --full              # Kim's 10-fold cross-validation
-    python -m tasks.compare --train --seeds 5           # R = 5 seeds x the split
+    python -m tasks.compare --train --seeds 10          # R = 10 seeds x the split
     python -m tasks.compare --train --dataset my_reviews  # a registry name or data.custom key
     python -m tasks.compare               # the collector alone, over runs that already exist
 
 Arms and runs: tasks.classifier.comparison (four embedding variants with Adam, non-static with
-Adadelta; default R = 3 seeds x the train/dev/test split, `--full` = prepare.folds folds).
+Adadelta; default R = 5 seeds x the train/dev/test split, `--full` = prepare.folds folds).
 `--train` runs `python -m tasks.cnn` once per (arm, seed, fold), each an MLflow child run of
 this command's run (params `seed`, `cnn.fold`, ...), after the main pipeline (`make run`) has
 produced the splits, vocabulary and embeddings. `--dataset D` (other than data.labelled) first
@@ -141,7 +141,7 @@ def parse(argv: list[str]) -> Options:
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE")
     parser.add_argument("--train", action="store_true", help="train the runs first")
-    parser.add_argument("--seeds", type=int, default=None, help="R seeds (default 3; 1 --full)")
+    parser.add_argument("--seeds", type=int, default=None, help="R seeds (default 5; 1 --full)")
     parser.add_argument("--full", action="store_true", help="Kim's k-fold cross-validation")
     parser.add_argument("--dataset", default=None, help="registry name or data.custom key")
     args = parser.parse_args(argv)

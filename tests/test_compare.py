@@ -137,7 +137,7 @@ def test_collector_keeps_complete_pairs_and_rejects_mixed_runs(tmp_path, make_cf
               epochs_run=2)
     records = comparison.collect(cfg, plan, "sentence_polarity")
     assert {r["seed"] for r in records} == set(seeds[:2])  # seed 3 lacks one arm: unpaired
-    compare.run(cfg)
+    compare.run(cfg, compare.Options(seeds=3))
     table = (tmp_path / "metrics/compare.md").read_text()
     assert "3 runs per arm planned, 2 finished for every arm" in table
     assert "the cap ended 0 of 10 runs" in table  # patience ended them (epochs_run < cap)
