@@ -32,7 +32,7 @@ BASELINE = "rand"
 ADADELTA = "non-static (adadelta)"
 KIM_MR = {"rand": 76.1, "static": 81.0, "non-static": 81.5, "multichannel": 81.1,
           ADADELTA: 81.5}  # Kim (2014) Table 2, MR, 10-fold CV, Adadelta throughout
-DEFAULT_SEEDS = 5  # t(0.975, 4) = 2.78; with 3 seeds t = 4.30 made the MR intervals ~+-3.4 points
+DEFAULT_SEEDS = 5  # t(0.975, 4) = 2.78; at 3 seeds t = 4.30 (non-static on MR: +-3.4 points)
 
 
 def arms() -> dict[str, dict[str, Any]]:
